@@ -1,0 +1,17 @@
+"""`python -m jaxvos convert`: not built yet (the substrate and baselines issue)."""
+
+from jaxvos.cli import not_built
+
+DESCRIPTION = "Not built yet (the substrate and baselines issue)."
+
+
+ACCEPTS_EXTRA = True
+
+
+def add_arguments(parser):
+  del parser
+
+
+def run(args):
+  del args
+  return not_built.report("convert", "the substrate and baselines issue")

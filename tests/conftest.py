@@ -1,0 +1,20 @@
+"""Test settings: 8 simulated CPU devices (set before JAX starts) and paths to the shared data."""
+
+import os
+import pathlib
+
+os.environ["XLA_FLAGS"] = " ".join(
+    [os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8"]).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> pathlib.Path:
+  """`../shared/data` beside the checkout; tests that need it fail loudly if it is missing."""
+  assert SHARED_DATA.is_dir(), f"{SHARED_DATA} not found: the shared DAVIS data must sit beside the checkout"
+  return SHARED_DATA
