@@ -166,12 +166,12 @@ def order_frame_names(names: Sequence[str], folder: str) -> list[str]:
     if stem in stems:
       raise DataError(os.path.join(folder, name), f"duplicate frame: {stems[stem]} is the same frame")
     stems[stem] = name
+  if len(names) > 1 and not any(_NUMBER.search(stem) for stem in stems):
+    raise DataError(folder, f"cannot order the frames: names carry no frame number ({names[0]}, {names[1]})")
   templates = {_NUMBER.sub("#", stem): name for stem, name in stems.items()}
   if len(templates) > 1:
     first, second = list(templates.values())[:2]
     raise DataError(folder, f"cannot order the frames: names follow different patterns ({first}, {second})")
-  if len(names) > 1 and "#" not in next(iter(templates)):
-    raise DataError(folder, f"cannot order the frames: names carry no frame number ({names[0]}, {names[1]})")
   by_key: dict[tuple[int, ...], str] = {}
   for name in names:
     key = frame_sort_key(name)

@@ -1,17 +1,126 @@
-"""`python -m jaxvos data ...`: placeholder until the data commands land (this commit builds the readers)."""
+"""`python -m jaxvos data {inspect,synth,preview}`: look at datasets before training on them.
 
-from jaxvos.cli import not_built
+  inspect  --davis-root ROOT [--resolution 480p] [--imageset FILE] | --youtube-vos ROOT [--split train] |
+           --static ROOT          list sequences, frames, sizes and objects (with first appearances)
+  synth    --out ROOT [--videos 8] [--seed 0] [--frames 24] [--height 240] [--width 432]
+                                  write synthetic videos in the DAVIS 2017 layout
+  preview  (a dataset option as for inspect, or --synthetic N) --out FILE.png [--batch 4] [--frames 3]
+           [--crop 192] [--max-objects 3] [--max-gap 5] [--seed 0]
+                                  sample training clips and save them as one picture with coloured masks
+"""
 
-DESCRIPTION = "Dataset tools."
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+from PIL import Image
+
+from data_pipelines import davis, image_io, sampling, static_images, synthetic, youtube_vos
+from data_pipelines.errors import DataError
+
+DESCRIPTION = __doc__
 
 
-ACCEPTS_EXTRA = True
+def _add_source(parser: argparse.ArgumentParser, synthetic_option: bool = False) -> None:
+  source = parser.add_mutually_exclusive_group(required=True)
+  source.add_argument("--davis-root", help="a DAVIS root (JPEGImages/<res>/<seq>, Annotations/<res>/<seq>)")
+  source.add_argument("--youtube-vos", help="a YouTube-VOS root (train/, valid/ with meta.json)")
+  source.add_argument("--static", help="a static-image root (images/ and masks/)")
+  if synthetic_option:
+    source.add_argument("--synthetic", type=int, metavar="N", help="N generated videos, in memory")
+  parser.add_argument("--resolution", default="480p", help="DAVIS resolution folder (default 480p)")
+  parser.add_argument("--imageset", help="DAVIS ImageSets file listing the sequences (default all)")
+  parser.add_argument("--split", default="train", help="YouTube-VOS split (default train)")
 
 
-def add_arguments(parser):
-  del parser
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  actions = parser.add_subparsers(dest="action", metavar="<action>", required=True)
+  _add_source(actions.add_parser("inspect", help="list sequences, frames and objects of a dataset"))
+  synth = actions.add_parser("synth", help="write synthetic videos in the DAVIS 2017 layout")
+  synth.add_argument("--out", required=True, help="a new or empty folder")
+  synth.add_argument("--videos", type=int, default=8)
+  synth.add_argument("--seed", type=int, default=0)
+  synth.add_argument("--frames", type=int, default=24)
+  synth.add_argument("--height", type=int, default=240)
+  synth.add_argument("--width", type=int, default=432)
+  preview = actions.add_parser("preview", help="save a picture of sampled training clips")
+  _add_source(preview, synthetic_option=True)
+  preview.add_argument("--out", required=True, help="the picture to write (.png or .jpg)")
+  preview.add_argument("--batch", type=int, default=4)
+  preview.add_argument("--frames", type=int, default=3)
+  preview.add_argument("--crop", type=int, default=192)
+  preview.add_argument("--max-objects", type=int, default=3)
+  preview.add_argument("--max-gap", type=int, default=5)
+  preview.add_argument("--seed", type=int, default=0)
 
 
-def run(args):
-  del args
-  return not_built.report("data", "in progress")
+def _items(args) -> list:
+  """The sequences (or static images) a source option names."""
+  if args.davis_root:
+    return list(davis.DavisDataset(args.davis_root, args.resolution, args.imageset))
+  if args.youtube_vos:
+    return list(youtube_vos.YouTubeVOSDataset(args.youtube_vos, args.split))
+  if args.static:
+    return static_images.list_static_images(args.static)
+  return [synthetic.SyntheticSequence(i) for i in range(args.synthetic)]
+
+
+def _inspect(args) -> int:
+  items = _items(args)
+  if isinstance(items[0], static_images.StaticImage):
+    print(f"{len(items)} image/mask pairs under {args.static}")
+    return 0
+  print(f"{'sequence':24s} {'frames':>6s} {'size':>10s} {'annotated':>9s}  objects (id@first frame)")
+  for sequence in items:
+    h, w = sequence.frame_size()
+    objects = " ".join(f"{k}@{v}" for k, v in sorted(sequence.first_appearance.items()))
+    print(f"{sequence.name:24s} {len(sequence):6d} {f'{w}x{h}':>10s} {len(sequence.annotated_indices):9d}  "
+          f"{objects}")
+  print(f"{len(items)} sequences, {sum(len(s) for s in items)} frames")
+  return 0
+
+
+def _synth(args) -> int:
+  if os.path.isdir(args.out) and os.listdir(args.out):
+    raise DataError(args.out, "folder is not empty; choose a new folder (nothing is overwritten)")
+  config = synthetic.SyntheticConfig(height=args.height, width=args.width, num_frames=args.frames)
+  start = time.perf_counter()
+  names = synthetic.write_davis(args.out, args.videos, args.seed, config)
+  print(f"wrote {len(names)} videos of {args.frames} frames ({args.width}x{args.height}) to {args.out} in "
+        f"{time.perf_counter() - start:.1f} s; ImageSets/2017/train.txt and val.txt list them")
+  return 0
+
+
+def overlay(frames: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+  """Frames uint8 [... h w 3] with object ids [... h w] blended in DAVIS palette colours."""
+  colours = image_io.DAVIS_PALETTE[labels].astype(np.float32)
+  blended = np.where(labels[..., None] > 0, (1 - alpha) * frames + alpha * colours, frames)
+  return blended.astype(np.uint8)
+
+
+def _preview(args) -> int:
+  items = _items(args)
+  spec = sampling.ClipSpec(num_frames=args.frames, crop_hw=(args.crop, args.crop), max_objects=args.max_objects,
+                           gap_schedule=sampling.GapSchedule((args.max_gap,)))
+  kind = sampling.PseudoClipSampler if isinstance(items[0], static_images.StaticImage) else sampling.VideoClipSampler
+  dataset = sampling.clip_dataset(items, kind(spec, args.batch), seed=args.seed)
+  start = time.perf_counter()
+  batch = dataset[0]
+  seconds = time.perf_counter() - start
+  picture = overlay(batch["frames"], batch["labels"])            # [b t h w 3]
+  picture = np.concatenate(np.concatenate(picture, axis=2), axis=0)  # clips as rows, frames as columns
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  Image.fromarray(picture).save(args.out)
+  valid = batch["object_valid"].sum(axis=1).tolist()
+  print(f"sampled {args.batch} clips of {args.frames} frames from {len(items)} items in {seconds:.2f} s "
+        f"({args.batch / seconds:.1f} clips/s); objects per clip {valid}; frames {batch['frame_indices'].tolist()}")
+  print(f"wrote {args.out}")
+  return 0
+
+
+def run(args) -> int:
+  actions = {"inspect": _inspect, "synth": _synth, "preview": _preview}
+  sys.stdout.reconfigure(line_buffering=True)
+  return actions[args.action](args)
