@@ -14,6 +14,7 @@ import os
 import sys
 import time
 
+import einops
 import numpy as np
 from PIL import Image
 
@@ -109,8 +110,7 @@ def _preview(args) -> int:
   start = time.perf_counter()
   batch = dataset[0]
   seconds = time.perf_counter() - start
-  picture = overlay(batch["frames"], batch["labels"])            # [b t h w 3]
-  picture = np.concatenate(np.concatenate(picture, axis=2), axis=0)  # clips as rows, frames as columns
+  picture = einops.rearrange(overlay(batch["frames"], batch["labels"]), "b t h w c -> (b h) (t w) c")
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   Image.fromarray(picture).save(args.out)
   valid = batch["object_valid"].sum(axis=1).tolist()
