@@ -8,6 +8,7 @@ Conventions shared by every dataset reader:
   repair is safe.
 """
 
+import io
 import os
 import re
 from collections.abc import Sequence
@@ -43,10 +44,10 @@ def davis_palette() -> np.ndarray:
 DAVIS_PALETTE = davis_palette()
 
 
-def _open(path: str) -> Image.Image:
-  """Opens and fully decodes an image, so a corrupt or truncated file fails here, naming the file."""
+def _open(path: str, data: bytes | None = None) -> Image.Image:
+  """Opens and fully decodes an image (from `data` if given), so a corrupt or truncated file fails here."""
   try:
-    image = Image.open(path)
+    image = Image.open(io.BytesIO(data) if data is not None else path)
     image.load()
   except FileNotFoundError:
     raise DataError(path, "file not found") from None
@@ -55,27 +56,32 @@ def _open(path: str) -> Image.Image:
   return image
 
 
-def read_frame(path: str) -> np.ndarray:
-  """Reads an RGB frame as uint8 [h w 3]; grey and RGBA images are converted."""
-  image = _open(path)
+def read_frame(path: str, data: bytes | None = None) -> np.ndarray:
+  """Reads an RGB frame as uint8 [h w 3] (from encoded `data` if given); grey and RGBA images are converted."""
+  image = _open(path, data)
   if image.mode != "RGB":
     image = image.convert("RGB")
   return np.asarray(image)
 
 
-def read_mask(path: str, *, binary: bool = False) -> np.ndarray:
+def read_mask(path: str, *, binary: bool = False, data: bytes | None = None) -> np.ndarray:
   """Reads a mask PNG as uint8 [h w] object ids.
 
   Args:
     path: an indexed (`P`) or grey (`L`, `1`, `I`) PNG whose pixel values are object ids.
     binary: DAVIS 2016 convention: one object, any value of at least 128 is the object (id 1). Anti-aliased
       binary masks are thresholded with a warning.
+    data: the encoded file, when it is not read from `path` (packed datasets); `path` still names it.
 
   Raises:
     DataError: an RGB mask, values that are not object ids (anti-aliasing, a colour mask saved as grey), or an
       undecodable file.
   """
-  image = _open(path)
+  return _mask_values(_open(path, data), path, binary=binary)
+
+
+def _mask_values(image: Image.Image, path: str, *, binary: bool = False) -> np.ndarray:
+  """The object ids of a decoded mask image (see `read_mask`)."""
   if image.mode in ("RGB", "RGBA", "LA", "CMYK", "YCbCr", "HSV", "LAB"):
     raise DataError(path, f"is a colour ({image.mode}) image; expected an indexed (P) or grey (L) PNG whose "
                     "pixel values are object ids")
