@@ -84,13 +84,12 @@ class DavisDataset:
       check_contiguous(frame_paths)
     mask_paths = image_io.list_frame_files(os.path.join(self.masks_dir, name), image_io.MASK_EXTENSIONS)
     annotations = pair_masks_with_frames(frame_paths, mask_paths)
-    if 0 not in annotations:
-      first = annotations[min(annotations)]
-      if self.single_object:
-        raise DataError(first, "the first frame of a single-object sequence has no annotation")
+    first_mask = annotations[min(annotations)]
+    if self.single_object and min(annotations) != 0:
+      raise DataError(first_mask, "the first annotation of a single-object sequence is not on the first frame")
     binary = self.single_object
     if binary is None:
-      binary = image_io.binary_mask_values(annotations[min(annotations)])
+      binary = image_io.binary_mask_values(first_mask)
     return VideoSequence(name, tuple(frame_paths), annotations, binary=binary)
 
 

@@ -108,11 +108,11 @@ def _mask_values(image: Image.Image, path: str, *, binary: bool = False) -> np.n
 
 
 def binary_mask_values(path: str) -> bool:
-  """True when a mask is a DAVIS 2016-style grey mask holding only 0 and 255 (single object)."""
+  """True for a DAVIS 2016-style single-object mask: a 1-bit image, or a grey one holding only 0 and 255."""
   image = _open(path)
-  if image.mode not in ("L", "1"):
-    return False
-  return set(np.unique(np.asarray(image)).tolist()) <= {0, 255, True, False}
+  if image.mode == "1":
+    return True
+  return image.mode == "L" and set(np.unique(np.asarray(image)).tolist()) <= {0, 255}
 
 
 def fit_mask_to_frame(mask: np.ndarray, frame_hw: tuple[int, int], path: str) -> np.ndarray:

@@ -41,6 +41,7 @@ class SyntheticVideo:
   frames: np.ndarray                 # uint8 [t h w 3]
   labels: np.ndarray                 # uint8 [t h w], object ids 1..n, 0 background
   first_appearance: dict[int, int]   # object id -> first frame where it is visible
+  distractors: np.ndarray            # uint8 [t h w], the id of the target a visible distractor imitates, else 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,24 +120,27 @@ def generate_video(seed: int, config: SyntheticConfig = SyntheticConfig()) -> Sy
     targets.append(_random_sprite(rng, config, _random_texture(rng), None, enter))
   distractors = []
   for _ in range(int(rng.integers(0, config.max_distractors + 1))):
-    twin = targets[int(rng.integers(num_targets))]  # Looks like a target, but is not annotated.
-    distractors.append(_random_sprite(rng, config, _random_texture(rng, twin.texture.colours), twin.harmonics, 0))
-  # Depth order, back to front: (sprite, label); distractors carry label 0.
-  layers = [(s, i + 1) for i, s in enumerate(targets)] + [(s, 0) for s in distractors]
+    twin = int(rng.integers(num_targets))  # Looks like this target, but is not annotated.
+    texture = _random_texture(rng, targets[twin].texture.colours)
+    distractors.append((_random_sprite(rng, config, texture, targets[twin].harmonics, 0), twin + 1))
+  # Depth order, back to front: (sprite, label, imitated target); distractors carry label 0.
+  layers = [(s, i + 1, 0) for i, s in enumerate(targets)] + [(s, 0, twin) for s, twin in distractors]
   layers = [layers[i] for i in rng.permutation(len(layers))]
   background = _random_texture(rng)
   grid_y, grid_x = np.mgrid[0:config.height, 0:config.width].astype(np.float64)
   pan = rng.uniform(-0.01, 0.01, 2)  # Slow background drift, so the background is not static.
   frames = np.empty((config.num_frames, config.height, config.width, 3), np.uint8)
   labels = np.zeros((config.num_frames, config.height, config.width), np.uint8)
+  imitated = np.zeros_like(labels)
   for t in range(config.num_frames):
     image = background((grid_x / config.width + pan[1] * t) * 4, (grid_y / config.height + pan[0] * t) * 4)
-    for sprite, label in layers:
+    for sprite, label, twin in layers:
       if t < sprite.enter:
         continue
       inside, u, v = sprite.coverage(t, grid_y, grid_x)
       image[inside] = sprite.texture(u[inside], v[inside])
       labels[t][inside] = label
+      imitated[t][inside] = twin
     noise = rng.normal(0, 3, image.shape)
     frames[t] = np.clip(image + noise, 0, 255).astype(np.uint8)
   first = {}
@@ -144,7 +148,7 @@ def generate_video(seed: int, config: SyntheticConfig = SyntheticConfig()) -> Sy
     visible = np.flatnonzero((labels == object_id).any(axis=(1, 2)))
     if len(visible):
       first[object_id] = int(visible[0])
-  return SyntheticVideo(frames, labels, first)
+  return SyntheticVideo(frames, labels, first, imitated)
 
 
 @functools.lru_cache(maxsize=8)
