@@ -22,7 +22,7 @@ from jaxvos.ops import masks
 VOID_ID = 255
 # Relative boundary tolerance of the official F-measure (fraction of the image diagonal).
 BOUNDARY_TOLERANCE = 0.008
-# Frames per device call: bounds device memory and keeps one compiled shape per image size.
+# Most frames per device call: bounds device memory; shorter sequences use the next power of two.
 FRAMES_PER_CALL = 16
 
 
@@ -126,18 +126,24 @@ def score_frames(gt_ids: np.ndarray, pred_ids: np.ndarray, num_objects: int) -> 
   num_frames, height, width = gt_ids.shape
   radius = boundary_radius(height, width)
   object_ids = np.arange(1, num_objects + 1, dtype=np.uint8)
-  chunks = []
-  for start in range(0, num_frames, FRAMES_PER_CALL):
-    gt_chunk, pred_chunk = _pad_frames(gt_ids[start:start + FRAMES_PER_CALL]), _pad_frames(
-        pred_ids[start:start + FRAMES_PER_CALL])
-    chunks.append(frame_counts(gt_chunk, pred_chunk, object_ids, radius=radius))
-  counts = {name: np.concatenate([np.asarray(c[name]) for c in chunks])[:num_frames] for name in COUNT_NAMES}
+  chunk = _chunk_size(num_frames)
+  pieces = []
+  for start in range(0, num_frames, chunk):
+    gt_chunk = _pad_frames(gt_ids[start:start + chunk], chunk)
+    pred_chunk = _pad_frames(pred_ids[start:start + chunk], chunk)
+    pieces.append(frame_counts(gt_chunk, pred_chunk, object_ids, radius=radius))
+  counts = {name: np.concatenate([np.asarray(c[name]) for c in pieces])[:num_frames] for name in COUNT_NAMES}
   return region_similarity(counts).T, boundary_f_measure(counts).T
 
 
-def _pad_frames(ids: np.ndarray) -> np.ndarray:
-  """Pads a chunk of frames to `FRAMES_PER_CALL` with empty frames (their counts are dropped)."""
-  missing = FRAMES_PER_CALL - ids.shape[0]
+def _chunk_size(num_frames: int) -> int:
+  """Frames per device call: a power of two up to `FRAMES_PER_CALL` (few compiled shapes, little padding)."""
+  return min(FRAMES_PER_CALL, 1 << max(0, num_frames - 1).bit_length())
+
+
+def _pad_frames(ids: np.ndarray, size: int) -> np.ndarray:
+  """Pads a chunk of frames to `size` frames with empty ones (their counts are dropped)."""
+  missing = size - ids.shape[0]
   if missing == 0:
     return ids
   return np.concatenate([ids, np.zeros((missing, *ids.shape[1:]), ids.dtype)])

@@ -1,7 +1,7 @@
 """Official DAVIS statistics: Mean, Recall and Decay per object, and the global results (METRIC.md rules 9-10).
 
 All on the host in numpy float64, with the same numpy reductions as the official code, so the values are identical
-(not merely close) for up to 256 scored frames per sequence.
+(not merely close) for up to 255 scored frames per sequence (see `decay_bin_bounds` beyond).
 """
 
 import dataclasses
@@ -18,8 +18,9 @@ def decay_bin_bounds(num_frames: int) -> list[tuple[int, int]]:
   """The official quarter bins over `num_frames` scored frames, as `[start, stop)` index pairs.
 
   `ids = round_half_up(linspace(1, T, 5)) - 1` and bin i is `values[ids[i] : ids[i + 1] + 1]`: the bins overlap
-  by one frame and the last one ends at the last frame. The official code stores `ids` as uint8, which wraps
-  beyond 256 scored frames and makes its Decay wrong (often NaN) there; these bounds are the intended ones.
+  by one frame and the last one ends at the last frame. The official code stores `ids` as uint8: from 256 scored
+  frames on, `ids[4] + 1` or the ids themselves wrap around and its Decay is NaN or wrong; these bounds are the
+  intended ones (identical to the official ones up to 255 scored frames).
   """
   # `+ 1e-10` turns numpy's round-half-to-even into round-half-up, as in the official code.
   ids = (np.round(np.linspace(1, num_frames, DECAY_BINS + 1) + 1e-10) - 1).astype(np.int64)
