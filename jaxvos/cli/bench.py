@@ -1,17 +1,26 @@
-"""`python -m jaxvos bench`: not built yet (the metric, substrate and training issues)."""
+"""`python -m jaxvos bench <benchmark>`: speed benchmarks, one sub-command per module in `jaxvos/bench/`.
 
-from jaxvos.cli import not_built
+    python -m jaxvos bench metric     J&F with jaxvos and with the official DAVIS functions, side by side
+"""
 
-DESCRIPTION = "Not built yet (the metric, substrate and training issues)."
+import importlib
 
+DESCRIPTION = "Speed benchmarks; each prints its measurements (record them in experiments/README.md)."
 
-ACCEPTS_EXTRA = True
+# name -> (module, one-line help). Later issues add `segment` and `train`.
+BENCHMARKS = {
+    "metric": ("jaxvos.bench.metric", "J&F speed: jaxvos against the official DAVIS functions on one workload"),
+}
 
 
 def add_arguments(parser):
-  del parser
+  benchmarks = parser.add_subparsers(dest="benchmark", metavar="<benchmark>", required=True)
+  for name, (module_name, help_text) in BENCHMARKS.items():
+    module = importlib.import_module(module_name)
+    sub = benchmarks.add_parser(name, help=help_text, description=getattr(module, "DESCRIPTION", help_text))
+    module.add_arguments(sub)
+    sub.set_defaults(run_benchmark=module.run)
 
 
-def run(args):
-  del args
-  return not_built.report("bench", "the metric, substrate and training issues")
+def run(args) -> int:
+  return args.run_benchmark(args)

@@ -15,7 +15,6 @@ import sys
 import time
 
 from data_pipelines.errors import DataError
-from jaxvos.metrics import davis, folders, results
 
 DESCRIPTION = ("DAVIS J&F of predicted masks against ground truth (the official semi-supervised protocol); writes "
                "the official global and per-sequence CSV files and a per-frame CSV.")
@@ -39,6 +38,8 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
+  # Imported here so that `python -m jaxvos --help` does not start JAX.
+  from jaxvos.metrics import davis, folders, results  # pylint: disable=g-import-not-at-top
   gt_dir = _ground_truth_dir(args.gt, args.resolution)
   sequences = _sequences(args, gt_dir)
   gt_files = {name: folders.ground_truth_files(os.path.join(gt_dir, name)) for name in sequences}
@@ -81,6 +82,7 @@ def _ground_truth_dir(gt: str, resolution: str | None) -> str:
 
 def _sequences(args, gt_dir: str) -> list[str]:
   """Sequence names in evaluation order; duplicates are refused (they would count twice)."""
+  from jaxvos.metrics import folders  # pylint: disable=g-import-not-at-top
   if args.sequences:
     names = folders.read_sequence_list(args.sequences)
   elif args.imageset:
