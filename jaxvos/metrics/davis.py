@@ -1,7 +1,7 @@
 """Per-frame, per-object DAVIS region similarity J and boundary F-measure (`../shared/METRIC.md`, rules 1-8).
 
 Split in two so the numbers equal the official evaluation bit for bit:
-- `frame_counts` (jit, device): integer pixel counts for every frame and object, from id maps, using the
+- `frame_counts` (jit-compiled stages, device): integer pixel counts for every frame and object, from id maps, using the
   bit-packed boundary and disk-dilation ops of `jaxvos.ops.masks`;
 - `region_similarity` / `boundary_f_measure` (host, numpy float64): the divisions, in the official order, with the
   official special cases.
@@ -11,10 +11,8 @@ Split in two so the numbers equal the official evaluation bit for bit:
 """
 
 import dataclasses
-import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxvos.ops import masks

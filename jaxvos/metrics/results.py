@@ -66,6 +66,12 @@ def evaluate_arrays(sequences: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
     sequences: name -> (ground truth uint8 [T h w], prediction uint8 [T h w]) for all T annotated frames in the
       official frame order; the predictions of the first and last frame are not scored.
     single_object: DAVIS 2016 convention (any non-zero value is the object).
+
+  Returns:
+    Results whose frame names are the frame indices `"1" .. "T-2"` (the scored frames).
+
+  Raises:
+    ValueError: input that `davis.evaluate_sequence` refuses (e.g. a predicted id above the number of objects).
   """
   results = []
   for name, (gt_ids, pred_ids) in sequences.items():
