@@ -35,6 +35,8 @@ class AnnotatedVideo(Protocol):
   def __len__(self) -> int: ...
   @property
   def annotated_indices(self) -> list[int]: ...
+  @property
+  def first_appearance(self) -> dict[int, int]: ...
   def frame(self, index: int) -> np.ndarray: ...
   def mask(self, index: int, frame_hw: tuple[int, int] | None = None) -> np.ndarray: ...
 
@@ -132,10 +134,13 @@ class VideoClipSampler(_ClipSampler):
 
   def load(self, item: AnnotatedVideo, rng, max_gap, fallback):
     available = item.annotated_indices
-    if fallback:  # Start where the first object appears, so the first frame surely holds an object.
-      first = min(getattr(item, "first_appearance", {0: available[0]}).values())
-      available = [i for i in available if i >= first]
-    frame_indices = choose_frames(rng, available, self.spec.num_frames, max_gap)
+    if fallback:  # Start exactly where the first object appears, so the first frame surely holds an object.
+      if not item.first_appearance:
+        raise DataError(item.name, "no annotated object in any frame")
+      after = available[available.index(min(item.first_appearance.values())):]
+      frame_indices = [after[min(k, len(after) - 1)] for k in range(self.spec.num_frames)]
+    else:
+      frame_indices = choose_frames(rng, available, self.spec.num_frames, max_gap)
     frames = [item.frame(i) for i in frame_indices]
     masks = [item.mask(i, f.shape[:2]) for i, f in zip(frame_indices, frames)]
     return frames, masks, frame_indices, None

@@ -20,8 +20,8 @@ class VideoSequence:
     frame_paths: one image per frame, in frame order.
     mask_paths: frame index -> mask PNG, for the annotated frames only (DAVIS: every frame; DAVIS 2017 demo masks
       or YouTube-VOS: some frames).
-    binary: DAVIS 2016 convention: one object, any non-zero value is id 1.
-    first_appearance: object id -> index of the first frame where it is annotated, when known without reading
+    binary: DAVIS 2016 convention: one object (id 1); see `image_io.read_mask`.
+    known_first_appearance: object id -> index of the first frame where it is annotated, when known without reading
       masks (YouTube-VOS `meta.json`); otherwise computed from the masks on first use.
   """
   name: str

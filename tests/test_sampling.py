@@ -102,3 +102,32 @@ def test_real_davis_and_static_images(shared_data):
   check_clip_batch(clips, num_frames=3, crop_hw=(48, 64), max_objects=2)
   # The frames of a pseudo-clip are different warps of one image.
   assert not np.array_equal(clips["frames"][0, 0], clips["frames"][0, 1])
+
+
+class _BriefObjectVideo:
+  """12 frames; object 1 is visible only in frames 5 and 6 (it appears, then leaves)."""
+  name = "brief"
+  annotated_indices = list(range(12))
+  first_appearance = {1: 5}
+
+  def __len__(self):
+    return 12
+
+  def frame(self, index):
+    return np.full((32, 32, 3), index * 10, np.uint8)
+
+  def mask(self, index, frame_hw=None):
+    del frame_hw
+    ids = np.zeros((32, 32), np.uint8)
+    if index in (5, 6):
+      ids[8:24, 8:24] = 1
+    return ids
+
+
+def test_fallback_starts_where_the_object_appears():
+  spec = sampling.ClipSpec(num_frames=3, crop_hw=(16, 16), max_objects=2, max_tries=0)
+  clips = sampling.clip_dataset([_BriefObjectVideo()], sampling.VideoClipSampler(spec, 1), seed=0)
+  for step in range(6):
+    batch = clips[step]
+    assert batch["frame_indices"][0].tolist() == [5, 6, 7]
+    assert batch["object_valid"][0].tolist() == [True, False]
