@@ -1,0 +1,112 @@
+"""The bounded space-time key/value memory of the dense baselines (STM, STCN).
+
+Slots hold whole frames: a key per position (shared by all objects, g = 1, or per object, g = o) and a value per
+object and position. The policy, after STM/STCN, with a capacity fixed once and for all:
+
+- annotated frames (the first frame, and a frame where a new object first appears) are *pinned*: never evicted,
+  as long as at most `max_pinned` slots are pinned (later annotated frames are then ordinary writes);
+- every `every`-th frame is written over the oldest unpinned slot: the unpinned slots form a ring;
+- with `temporary`, one extra slot holds the previous frame (left empty when that frame went to the ring).
+
+Nothing here grows with the video: writes are `dynamic_update_slice` into preallocated slots, so the memory is a
+valid `lax.scan` carry and a 10 000-frame video compiles and runs like a 10-frame one.
+"""
+
+import dataclasses
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryConfig:
+  """Capacity and write policy. Defaults follow STM/STCN at test time (every 5th frame, previous frame)."""
+  slots: int = 9          # pinned + ring slots (the temporary slot comes on top)
+  every: int = 5          # write every k-th frame (counted from the first frame)
+  max_pinned: int = 4     # annotated frames kept forever; must leave at least one ring slot
+  temporary: bool = True  # keep the previous frame in an extra slot
+
+  def __post_init__(self):
+    if not 1 <= self.max_pinned < self.slots:
+      raise ValueError(f"need 1 <= max_pinned < slots, got max_pinned={self.max_pinned}, slots={self.slots}")
+    if self.every < 1:
+      raise ValueError(f"every must be >= 1, got {self.every}")
+
+  @property
+  def capacity(self) -> int:
+    """Slots allocated, the temporary one included."""
+    return self.slots + int(self.temporary)
+
+
+@flax.struct.dataclass
+class KeyValueMemory:
+  """Fixed-capacity key/value memory of a batch of videos; slot `slots` (the last) is the temporary one."""
+  keys: jax.Array          # [b g s m ck]
+  values: jax.Array        # [b o s m cv]
+  written_at: jax.Array    # int32 [b s] frame index of each slot's content, -1 while empty
+  pinned: jax.Array        # bool [b s]
+  object_valid: jax.Array  # bool [b o] objects that have appeared so far
+  num_frames: jax.Array    # int32 [] frames seen; the index of the next frame
+
+  @classmethod
+  def empty(cls, config: MemoryConfig, *, batch: int, key_groups: int, objects: int, positions: int,
+            key_dim: int, value_dim: int, dtype=jnp.float32) -> "KeyValueMemory":
+    s = config.capacity
+    return cls(keys=jnp.zeros((batch, key_groups, s, positions, key_dim), dtype),
+               values=jnp.zeros((batch, objects, s, positions, value_dim), dtype),
+               written_at=jnp.full((batch, s), -1, jnp.int32), pinned=jnp.zeros((batch, s), bool),
+               object_valid=jnp.zeros((batch, objects), bool), num_frames=jnp.zeros((), jnp.int32))
+
+  def valid_positions(self) -> jax.Array:
+    """bool [b (s m)]: the memory positions a read may attend to."""
+    b, _, s, m, _ = self.keys.shape
+    return jnp.broadcast_to((self.written_at >= 0)[:, :, None], (b, s, m)).reshape(b, s * m)
+
+  def flat_keys(self) -> jax.Array:
+    """[b g (s m) ck]."""
+    b, g, s, m, c = self.keys.shape
+    return self.keys.reshape(b, g, s * m, c)
+
+  def flat_values(self) -> jax.Array:
+    """[b o (s m) cv]."""
+    b, o, s, m, c = self.values.shape
+    return self.values.reshape(b, o, s * m, c)
+
+
+def plan_write(memory: KeyValueMemory, config: MemoryConfig, annotated: jax.Array
+               ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Where the current frame goes: (slot [b] int32, pin [b] bool, write [b] bool).
+
+  `annotated` [b]: a new object's ground truth is given at this frame (the first frame always is).
+  """
+  t = memory.num_frames
+  pin = annotated & (jnp.sum(memory.pinned[:, :config.slots], axis=1) < config.max_pinned)
+  to_ring = annotated | (t % config.every == 0)
+  age = jnp.where(memory.pinned[:, :config.slots], jnp.iinfo(jnp.int32).max, memory.written_at[:, :config.slots])
+  oldest = jnp.argmin(age, axis=1).astype(jnp.int32)  # empty slots (-1) first
+  temporary_slot = jnp.full_like(oldest, config.slots)
+  slot = jnp.where(to_ring, oldest, temporary_slot)
+  write = to_ring | config.temporary
+  return slot, pin, write
+
+
+def write(memory: KeyValueMemory, config: MemoryConfig, keys: jax.Array, values: jax.Array,
+          slot: jax.Array, pin: jax.Array, write_mask: jax.Array) -> KeyValueMemory:
+  """Writes keys [b g m ck] and values [b o m cv] of the current frame into `slot` where `write_mask`.
+
+  A write into the ring clears the temporary slot: the previous frame is then already in memory.
+  """
+  def put(store, item, index, do):  # store [x s m c], item [x m c] for one video
+    item = jnp.where(do, item, jax.lax.dynamic_index_in_dim(store, index, axis=1, keepdims=False))
+    return jax.lax.dynamic_update_index_in_dim(store, item, index, axis=1)
+
+  new_keys = jax.vmap(put)(memory.keys, keys.astype(memory.keys.dtype), slot, write_mask)
+  new_values = jax.vmap(put)(memory.values, values.astype(memory.values.dtype), slot, write_mask)
+  hit = (jnp.arange(config.capacity) == slot[:, None]) & write_mask[:, None]  # [b s]
+  written_at = jnp.where(hit, memory.num_frames, memory.written_at)
+  if config.temporary:
+    to_ring = write_mask & (slot != config.slots)
+    written_at = written_at.at[:, config.slots].set(jnp.where(to_ring, -1, written_at[:, config.slots]))
+  return memory.replace(keys=new_keys, values=new_values, written_at=written_at,
+                        pinned=memory.pinned | (hit & pin[:, None]))

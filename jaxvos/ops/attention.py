@@ -1,0 +1,79 @@
+"""Memory read-out maths: affinities, masked softmax over valid memory, top-k read, soft aggregation.
+
+Shapes follow the axis alphabet of `jaxvos.types`: queries [b n ck], memory keys [b g m ck] where `g` is 1 when
+every object shares the memory keys (STCN) or `o` when keys are per object (STM), memory values [b o m cv],
+affinities [b g n m]. Invalid memory positions (empty slots) are excluded with a validity mask [b m].
+"""
+
+import jax
+import jax.numpy as jnp
+
+_PRECISION = jax.lax.Precision.HIGHEST
+# Logit for what must take no probability: exp(_EXCLUDED - max) is exactly 0 in float32, with finite gradients.
+EXCLUDED = -1e4
+
+
+def dot_affinity(memory_keys: jax.Array, query_keys: jax.Array) -> jax.Array:
+  """STM: `k_m . k_q / sqrt(ck)`. memory_keys [b g m ck], query_keys [b n ck] -> [b g n m]."""
+  scale = memory_keys.shape[-1] ** -0.5
+  return jnp.einsum("bnc,bgmc->bgnm", query_keys, memory_keys, precision=_PRECISION) * scale
+
+
+def l2_affinity(memory_keys: jax.Array, query_keys: jax.Array) -> jax.Array:
+  """STCN: negative squared L2 distance `(2 k_m . k_q - |k_m|^2) / sqrt(ck)`; -> [b g n m].
+
+  `-|k_m - k_q|^2 = 2 k_m.k_q - |k_m|^2 - |k_q|^2`; the last term is constant over memory and cancels in the
+  softmax, so it is left out as in STCN.
+  """
+  scale = memory_keys.shape[-1] ** -0.5
+  dots = jnp.einsum("bnc,bgmc->bgnm", query_keys, memory_keys, precision=_PRECISION)
+  squares = jnp.sum(jnp.square(memory_keys), axis=-1)[:, :, None, :]
+  return (2.0 * dots - squares) * scale
+
+
+def masked_softmax(logits: jax.Array, valid: jax.Array, axis: int = -1) -> jax.Array:
+  """Softmax over `axis` of the positions where `valid`; invalid positions get exactly 0."""
+  logits = jnp.where(valid, logits, EXCLUDED)
+  return jax.nn.softmax(logits, axis=axis) * valid
+
+
+def read(affinity: jax.Array, memory_values: jax.Array, valid: jax.Array, top_k: int | None = None
+         ) -> jax.Array:
+  """Read-out of memory values for every query position: [b g n m], [b o m cv], [b m] -> [b o n cv].
+
+  With `top_k`, only the k highest affinities of each query position take part (STCN at test time), and the
+  values are gathered rather than multiplied by a mostly-zero matrix.
+  """
+  valid = valid[:, None, None, :]
+  if top_k is None or top_k >= affinity.shape[-1]:
+    return _weighted_sum(masked_softmax(affinity, valid), memory_values, "bomc")
+  masked = jnp.where(valid, affinity, EXCLUDED)
+  top_logits, top_index = jax.lax.top_k(masked, top_k)  # [b g n k]
+  weights = masked_softmax(top_logits, top_logits > EXCLUDED / 2)
+  b, g, n, k = top_index.shape
+  gathered = jnp.take_along_axis(memory_values, top_index.reshape(b, g, n * k, 1), axis=2)  # [b o (n k) cv]
+  gathered = gathered.reshape(*gathered.shape[:2], n, k, gathered.shape[-1])
+  return _weighted_sum(weights, gathered, "bonmc")
+
+
+def _weighted_sum(weights: jax.Array, values: jax.Array, values_spec: str) -> jax.Array:
+  """Sums values over `m` with weights [b g n m], g = 1 (shared by all objects) or o (per object)."""
+  weights_spec = "bnm" if weights.shape[1] == 1 else "bonm"
+  weights = weights[:, 0] if weights.shape[1] == 1 else weights
+  return jnp.einsum(f"{weights_spec},{values_spec}->bonc", weights, values, precision=_PRECISION)
+
+
+def aggregate(probs: jax.Array, object_valid: jax.Array, axis: int = 1) -> jax.Array:
+  """Soft aggregation (STM): per-object foreground probabilities -> logits over {background, objects}.
+
+  probs [b o ...] in [0, 1]; object_valid [b o]. Background is `prod(1 - p_o)` over valid objects, every
+  probability is clamped to [1e-7, 1 - 1e-7], and the logit is `log(p / (1 - p))`, so that a softmax over the
+  returned [b o+1 ...] gives STM's normalised odds. Invalid objects get `EXCLUDED` and take no probability.
+  """
+  valid = object_valid.reshape(object_valid.shape + (1,) * (probs.ndim - 2))
+  probs = jnp.where(valid, probs, 0.0)
+  background = jnp.prod(1.0 - probs, axis=axis, keepdims=True)
+  full = jnp.clip(jnp.concatenate([background, probs], axis=axis), 1e-7, 1.0 - 1e-7)
+  logits = jnp.log(full) - jnp.log1p(-full)
+  keep = jnp.concatenate([jnp.ones_like(valid[:, :1]), valid], axis=1)
+  return jnp.where(keep, logits, EXCLUDED)
