@@ -1,0 +1,173 @@
+"""One inference engine for every family: whole videos under `lax.scan`, or one jitted `step` per frame.
+
+`Segmenter(family, variables)` compiles once and is reused across videos: a video of a new model size (see
+`jaxvos.inference.frames`) compiles `step` once more; input sizes only recompile the cheap resizes.
+
+- `Segmenter.segment_video(frames, annotations)` reads frames lazily from any iterable, runs `step` under
+  `lax.scan` over fixed-length chunks (the last one padded with inactive frames, so one compilation serves every
+  length) with the memory as the carry, and yields label maps as they are ready. Device memory is bounded by
+  the chunk and the fixed-capacity memory, whatever the video length.
+- `Segmenter.stream(object_ids)` returns a `Stream`: call it with each frame as it arrives (live video).
+
+Both give identical masks (tested). Objects may first appear at any frame: `annotations` maps a frame index to
+an id map; ids not seen before are new objects, written into memory at that frame.
+"""
+
+import functools
+from typing import Iterable, Iterator, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvos.inference import frames as frames_lib
+from jaxvos.models.family import Family
+
+
+class Segmenter:
+  """Compiled inference of one family with fixed variables (see module docstring)."""
+
+  def __init__(self, family: Family, variables, *, size: int = 480, chunk: int = 16):
+    self.family, self.variables, self.size, self.chunk = family, variables, size, chunk
+    self._init_memory = jax.jit(family.init_memory)
+    self._step = jax.jit(family.step)
+    self._scan = jax.jit(functools.partial(_scan_chunk, family))
+    self._preprocess = jax.jit(frames_lib.preprocess, static_argnums=1)
+    self._postprocess = jax.jit(frames_lib.postprocess, static_argnums=1)
+
+  def segment_video(self, frames: Iterable[np.ndarray], annotations: Mapping[int, np.ndarray]
+                    ) -> Iterator[np.ndarray]:
+    """Yields uint8 [H W] id maps, one per frame in order; frames before the first annotation are all 0."""
+    slot_ids = object_ids_of(annotations)
+    stream, pending = Stream(self, slot_ids), []
+    for t, frame in enumerate(frames):
+      if not stream.started:
+        if t in annotations:
+          yield stream(frame, annotations[t])
+        else:
+          yield np.zeros(frame.shape[:2], np.uint8)
+        continue
+      pending.append((frame, annotations.get(t)))
+      if len(pending) == self.chunk:
+        yield from stream.run_chunk(pending)
+        pending = []
+    if pending:
+      yield from stream.run_chunk(pending)
+
+  def stream(self, object_ids: Iterable[int]) -> "Stream":
+    return Stream(self, np.asarray(sorted(object_ids), np.int64))
+
+
+class Stream:
+  """Per-video state for streaming: call with each frame (and its id map where objects first appear)."""
+
+  def __init__(self, segmenter: Segmenter, slot_ids: np.ndarray):
+    if len(slot_ids) == 0 or slot_ids.min() < 1 or slot_ids.max() > 255:
+      raise ValueError(f"object ids must be in 1..255, got {slot_ids.tolist()}")
+    self.segmenter, self.slot_ids = segmenter, slot_ids
+    self.known = np.zeros(len(slot_ids), bool)
+    self.memory, self.geometry = None, None
+
+  @property
+  def started(self) -> bool:
+    return self.memory is not None
+
+  def __call__(self, frame: np.ndarray, annotation: np.ndarray | None = None) -> np.ndarray:
+    """uint8 [H W 3] (+ optional id map [H W]) -> uint8 [H W] id map."""
+    seg = self.segmenter
+    if not self.started:
+      if annotation is None:
+        raise ValueError("the first frame of a stream needs an annotation")
+      self.geometry = frames_lib.plan_geometry(frame.shape[:2], seg.size)
+      slot_map, valid = self._new_objects(annotation)
+      x = seg._preprocess(jnp.asarray(frame[None]), self.geometry)
+      masks = frames_lib.one_hot_slots(jnp.asarray(slot_map[None]), len(self.slot_ids))
+      self.memory = seg._init_memory(seg.variables, x, masks, jnp.asarray(valid[None]))
+      return self._ids(np.where(np.isin(annotation, self.slot_ids[valid]), annotation, 0))
+    self._check_size(frame)
+    slot_map, valid = self._new_objects(annotation)
+    x = seg._preprocess(jnp.asarray(frame[None]), self.geometry)
+    masks = frames_lib.one_hot_slots(jnp.asarray(slot_map[None]), len(self.slot_ids))
+    self.memory, logits = seg._step(seg.variables, self.memory, x, masks, jnp.asarray(valid[None]))
+    return self._ids(self.slot_ids_of(np.asarray(seg._postprocess(logits, self.geometry))[0]))
+
+  def run_chunk(self, items: list[tuple[np.ndarray, np.ndarray | None]]) -> list[np.ndarray]:
+    """Segments up to `chunk` frames in one `lax.scan`; the same maths as calling the stream per frame."""
+    seg, n = self.segmenter, len(items)
+    for frame, _ in items:
+      self._check_size(frame)
+    new = [self._new_objects(annotation) for _, annotation in items]
+    pad = seg.chunk - n
+    frames = np.stack([frame for frame, _ in items] + [items[-1][0]] * pad)
+    slot_maps = np.stack([m for m, _ in new] + [new[-1][0]] * pad)
+    valid = np.stack([v for _, v in new] + [np.zeros_like(new[-1][1])] * pad)
+    active = np.arange(seg.chunk) < n
+    x = seg._preprocess(jnp.asarray(frames), self.geometry)
+    self.memory, logits = seg._scan(seg.variables, self.memory, x, jnp.asarray(slot_maps), jnp.asarray(valid),
+                                    jnp.asarray(active))
+    labels = np.asarray(seg._postprocess(logits[:n], self.geometry))
+    return [self._ids(self.slot_ids_of(label)) for label in labels]
+
+  def slot_ids_of(self, slots: np.ndarray) -> np.ndarray:
+    """Slot indices (0 background) -> the user's object ids."""
+    return np.concatenate([[0], self.slot_ids])[slots]
+
+  def _ids(self, ids: np.ndarray) -> np.ndarray:
+    return ids.astype(np.uint8)
+
+  def _new_objects(self, annotation: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(slot map uint8 [h w] at the model size holding only objects new at this frame, new_valid bool [o])."""
+    if annotation is None:
+      return np.zeros(self.geometry.model_hw, np.uint8), np.zeros(len(self.slot_ids), bool)
+    present = np.isin(self.slot_ids, np.unique(annotation))
+    unknown = np.setdiff1d(np.unique(annotation), np.concatenate([[0], self.slot_ids]))
+    if unknown.size:
+      raise ValueError(f"annotation holds ids {unknown.tolist()} not among the stream's {self.slot_ids.tolist()}")
+    new = present & ~self.known
+    self.known |= new
+    slot_map = frames_lib.masks_at_model_size(annotation, self.slot_ids[new], self.geometry)
+    # Slot numbers of the new objects among all objects, not among the new ones only.
+    slot_map = np.concatenate([[0], np.flatnonzero(new) + 1]).astype(np.uint8)[slot_map]
+    return slot_map, new
+
+  def _check_size(self, frame: np.ndarray) -> None:
+    if frame.shape[:2] != self.geometry.input_hw:
+      raise ValueError(f"frame size {frame.shape[:2]} differs from the video's {self.geometry.input_hw}")
+
+
+def _scan_chunk(family: Family, variables, memory, frames: jax.Array, slot_maps: jax.Array,
+                new_valid: jax.Array, active: jax.Array):
+  """`step` over frames [T h w 3] under `lax.scan`; inactive (padding) frames leave the memory untouched."""
+  num_objects = new_valid.shape[-1]
+
+  def body(memory, inputs):
+    frame, slot_map, valid, is_active = inputs
+    masks = frames_lib.one_hot_slots(slot_map[None], num_objects)
+
+    def run(memory):
+      return family.step(variables, memory, frame[None], masks, valid[None])
+
+    def skip(memory):
+      shape = (1, num_objects + 1, *frame.shape[:2])
+      return memory, jnp.zeros(shape, jnp.float32)
+
+    memory, logits = jax.lax.cond(is_active, run, skip, memory)
+    return memory, logits[0]
+
+  return jax.lax.scan(body, memory, (frames, slot_maps, new_valid, active))
+
+
+def object_ids_of(annotations: Mapping[int, np.ndarray]) -> np.ndarray:
+  """Sorted object ids (1..255) found in the annotations."""
+  ids = np.unique(np.concatenate([np.unique(a) for a in annotations.values()])) if annotations else np.zeros(0)
+  ids = ids[ids != 0].astype(np.int64)
+  if ids.size == 0:
+    raise ValueError("the annotations hold no object")
+  return ids
+
+
+def segment_video(family: Family, variables, frames: Iterable[np.ndarray],
+                  annotations: Mapping[int, np.ndarray], *, size: int = 480, chunk: int = 16
+                  ) -> Iterator[np.ndarray]:
+  """`Segmenter(family, variables, size=size, chunk=chunk).segment_video(frames, annotations)`."""
+  return Segmenter(family, variables, size=size, chunk=chunk).segment_video(frames, annotations)

@@ -1,0 +1,85 @@
+"""Frame geometry shared by inference and training: resize to a working size, normalise, pad to 16, and back.
+
+A video of input size H x W is segmented at a *model size*: the shorter side resized to `size` (aspect kept;
+-1 keeps the input size) and then zero-padded (evenly, as STM/STCN) to multiples of 16. Videos whose model sizes
+agree share one compiled `step`; resizing in and out is compiled per input size and is cheap.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from data_pipelines.image_io import resize_nearest
+from jaxvos.ops.resize import pad_to_multiple, resize_bilinear, unpad
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+  input_hw: tuple[int, int]
+  resized_hw: tuple[int, int]
+  pads: tuple[int, int, int, int]  # top, bottom, left, right
+
+  @property
+  def model_hw(self) -> tuple[int, int]:
+    top, bottom, left, right = self.pads
+    return self.resized_hw[0] + top + bottom, self.resized_hw[1] + left + right
+
+
+def plan_geometry(input_hw: tuple[int, int], size: int = 480, multiple: int = 16) -> Geometry:
+  """Shorter side to `size` (-1 keeps it), then even zero padding to multiples of `multiple`."""
+  h, w = input_hw
+  if size == -1:
+    resized = (h, w)
+  else:
+    scale = size / min(h, w)
+    resized = (size, max(1, round(w * scale))) if h <= w else (max(1, round(h * scale)), size)
+  pad_h, pad_w = (-resized[0]) % multiple, (-resized[1]) % multiple
+  return Geometry((h, w), resized, (pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2))
+
+
+def normalize(frames: jax.Array) -> jax.Array:
+  """uint8 RGB [... h w 3] -> float32 normalised with the ImageNet mean and std."""
+  return (frames.astype(jnp.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def preprocess(frames: jax.Array, geometry: Geometry) -> jax.Array:
+  """uint8 [t H W 3] -> float32 [t h w 3] at the model size (antialiased resize, normalised, zero-padded)."""
+  x = normalize(frames)
+  if geometry.resized_hw != geometry.input_hw:
+    x = jax.image.resize(x, (x.shape[0], *geometry.resized_hw, 3), "linear", antialias=True)
+  return pad_to_multiple(x)[0]
+
+
+def postprocess(logits: jax.Array, geometry: Geometry) -> jax.Array:
+  """logits [t o+1 h w] at the model size -> labels int32 [t H W] (slot index, 0 background).
+
+  Probabilities, not logits, are resized back to the input size (bilinear, as STCN does), then argmax.
+  """
+  probs = jnp.moveaxis(jax.nn.softmax(logits, axis=1), 1, -1)  # [t h w o+1]
+  probs = resize_bilinear(unpad(probs, geometry.pads), geometry.input_hw)
+  return jnp.argmax(probs, axis=-1).astype(jnp.int32)
+
+
+def masks_at_model_size(ids: np.ndarray, slot_ids: np.ndarray, geometry: Geometry) -> np.ndarray:
+  """Id map [H W] (input size) -> slot map uint8 [h w] at the padded model size (nearest, 0 in padding).
+
+  Pixel value i + 1 marks object slot i (`slot_ids[i]` in the user's ids); ids not in `slot_ids` are 0.
+  """
+  lookup = np.zeros(256, np.uint8)
+  lookup[slot_ids] = np.arange(1, len(slot_ids) + 1, dtype=np.uint8)
+  slots = lookup[ids]
+  if geometry.resized_hw != geometry.input_hw:
+    slots = resize_nearest(slots, geometry.resized_hw)
+  top, bottom, left, right = geometry.pads
+  return np.pad(slots, ((top, bottom), (left, right)))
+
+
+def one_hot_slots(slot_map: jax.Array, num_objects: int) -> jax.Array:
+  """uint8 [... h w] slot map -> float32 [... o h w] masks."""
+  return (slot_map[..., None, :, :] == jnp.arange(1, num_objects + 1, dtype=slot_map.dtype)[:, None, None]
+          ).astype(jnp.float32)
