@@ -15,11 +15,11 @@ import sys
 import time
 
 import einops
-import numpy as np
 from PIL import Image
 
-from data_pipelines import davis, image_io, sampling, static_images, synthetic, youtube_vos
+from data_pipelines import davis, sampling, static_images, synthetic, youtube_vos
 from data_pipelines.errors import DataError
+from data_pipelines.video_io import overlay
 
 DESCRIPTION = __doc__
 
@@ -92,13 +92,6 @@ def _synth(args) -> int:
   print(f"wrote {len(names)} videos of {args.frames} frames ({args.width}x{args.height}) to {args.out} in "
         f"{time.perf_counter() - start:.1f} s; ImageSets/2017/train.txt and val.txt list them")
   return 0
-
-
-def overlay(frames: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-  """Frames uint8 [... h w 3] with object ids [... h w] blended in DAVIS palette colours."""
-  colours = image_io.DAVIS_PALETTE[labels].astype(np.float32)
-  blended = np.where(labels[..., None] > 0, (1 - alpha) * frames + alpha * colours, frames)
-  return blended.astype(np.uint8)
 
 
 def _preview(args) -> int:
