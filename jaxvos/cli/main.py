@@ -14,7 +14,7 @@ from data_pipelines.errors import DataError, DataWarning
 
 # name -> (module in jaxvos.cli, one-line help). Modules are imported lazily so `--help` stays fast.
 COMMANDS = {
-    "segment": (None, "segment a video (or every sequence of a DAVIS root) from its first-frame masks"),
+    "segment": ("segment", "segment a video (or every sequence of a DAVIS root) from its first-frame masks"),
     "evaluate": ("evaluate", "DAVIS J&F of predicted masks against ground truth, with the official CSV files"),
     "train": (None, "train a model from an experiments/<family>/<stage>.py config"),
     "convert": (None, "import and export checkpoints (PyTorch <-> jaxvos)"),

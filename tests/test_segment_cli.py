@@ -1,0 +1,306 @@
+"""`python -m jaxvos segment`: inputs, outputs, overlays, progress and bad input.
+
+Most tests replace the model with a stand-in engine that copies the last known mask forward (fast, and its output
+is known exactly), so they test the command's input and output handling; `test_end_to_end_*` run the real engine
+with the real `stcn-tiny` model.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from data_pipelines import image_io, synthetic, video_io
+from data_pipelines.errors import DataWarning
+from jaxvos.cli import main as cli_main
+from jaxvos.cli import segment as segment_cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HW = (48, 64)
+NAMES = ["frame_8", "frame_9", "frame_10", "frame_11", "frame_12"]  # numeric order differs from string order
+
+
+def square(hw, top, left, size, object_id) -> np.ndarray:
+  ids = np.zeros(hw, np.uint8)
+  ids[top:top + size, left:left + size] = object_id
+  return ids
+
+
+def frames_of(count: int, hw=HW) -> list[np.ndarray]:
+  """Smooth frames (they survive JPEG / H.264) with a bright square moving right."""
+  y, x = np.mgrid[:hw[0], :hw[1]].astype(np.float32)
+  frames = []
+  for i in range(count):
+    frame = np.stack([x * 2, y * 2, np.full_like(x, 60)], -1)
+    frame[10:26, 4 + 4 * i:20 + 4 * i] = 230
+    frames.append(frame.astype(np.uint8))
+  return frames
+
+
+@pytest.fixture
+def clip(tmp_path):
+  """A folder of 5 frames with masks at frame_8 (object 1) and frame_10 (late object 3, and object 1 again)."""
+  frames_dir, masks_dir = tmp_path / "frames", tmp_path / "masks"
+  frames_dir.mkdir()
+  for name, frame in zip(NAMES, frames_of(5)):
+    Image.fromarray(frame).save(frames_dir / f"{name}.jpg", quality=95)
+  image_io.write_mask(str(masks_dir / "frame_8.png"), square(HW, 10, 4, 16, 1))
+  image_io.write_mask(str(masks_dir / "frame_10.png"), square(HW, 10, 12, 16, 1) + square(HW, 30, 40, 8, 3))
+  return tmp_path
+
+
+class CopyEngine:
+  """Stand-in for `jaxvos.inference.Segmenter`: each new object's mask is carried forward unchanged."""
+
+  def __init__(self):
+    self.calls, self.size = [], None
+
+  def segment_video(self, frames, annotations):
+    self.calls.append({"annotations": {i: np.unique(m).tolist() for i, m in annotations.items()},
+                       "size": self.size})
+    current = None
+    for index, frame in enumerate(frames):
+      current = np.zeros(frame.shape[:2], np.uint8) if current is None else current
+      if index in annotations:
+        current = np.where(annotations[index] > 0, annotations[index], current)
+      yield current.copy()
+
+
+@pytest.fixture
+def engine(monkeypatch):
+  engine = CopyEngine()
+  monkeypatch.setattr(segment_cli, "load_model", lambda name, checkpoint: (None, None))
+  monkeypatch.setattr(segment_cli, "make_segmenter", lambda family, variables, size: setattr(engine, "size", size)
+                      or engine)
+  return engine
+
+
+def segment(*args) -> int:
+  return cli_main.main(["segment", "--model", "stcn-tiny", *map(str, args)])
+
+
+def read_outputs(folder) -> dict[str, np.ndarray]:
+  outputs = {}
+  for name in sorted(os.listdir(folder)):
+    with Image.open(os.path.join(folder, name)) as image:
+      assert image.mode == "P" and image.getpalette()[3:6] == [128, 0, 0]
+      outputs[os.path.splitext(name)[0]] = np.asarray(image)
+  return outputs
+
+
+def test_folder_with_a_late_object(clip, engine, capsys):
+  assert segment("--frames", clip / "frames", "--masks", clip / "masks", "--out", clip / "out",
+                 "--overlay", clip / "overlay.gif", "--size", 96) == 0
+  assert engine.calls == [{"annotations": {0: [0, 1], 2: [0, 3]}, "size": 96}]  # frame_10: only the new object
+  outputs = read_outputs(clip / "out")
+  assert list(outputs) == sorted(NAMES)
+  assert all(ids.shape == HW for ids in outputs.values())
+  assert [sorted(np.unique(outputs[n]).tolist()) for n in NAMES] == [[0, 1]] * 2 + [[0, 1, 3]] * 3
+  np.testing.assert_array_equal(outputs["frame_12"], square(HW, 10, 4, 16, 1) + square(HW, 30, 40, 8, 3))
+  with Image.open(clip / "overlay.gif") as gif:
+    assert (gif.n_frames, gif.size) == (5, (64, 48))
+  stderr = capsys.readouterr().err
+  assert "segment: 5 frames in" in stderr and "frames/s" in stderr and f"wrote {clip / 'overlay.gif'}" in stderr
+
+
+def test_video_file_with_masks_named_by_index(tmp_path, engine):
+  video_io.write_video(str(tmp_path / "clip.mp4"), frames_of(5), fps=10)
+  image_io.write_mask(str(tmp_path / "masks" / "00000.png"), square(HW, 10, 4, 16, 1))
+  image_io.write_mask(str(tmp_path / "masks" / "3.png"), square(HW, 30, 40, 8, 3))
+  assert segment("--frames", tmp_path / "clip.mp4", "--masks", tmp_path / "masks", "--out", tmp_path / "out",
+                 "--overlay", tmp_path / "overlay.mp4") == 0
+  assert engine.calls[0]["annotations"] == {0: [0, 1], 3: [0, 3]}
+  outputs = read_outputs(tmp_path / "out")
+  assert list(outputs) == ["00000", "00001", "00002", "00003", "00004"]
+  assert [sorted(np.unique(ids).tolist()) for ids in outputs.values()] == [[0, 1]] * 3 + [[0, 1, 3]] * 2
+  overlay = video_io.VideoReader(str(tmp_path / "overlay.mp4"))
+  assert (len(overlay), overlay.frame_hw, overlay.fps) == (5, HW, 10.0)
+  first = next(iter(overlay)).astype(int)
+  assert abs(first[15, 10, 1] - 0.5 * 230) < 12  # blended with object 1's red: green halves
+
+
+def test_one_png_for_the_first_frame_and_binary_masks(clip, engine, capsys):
+  Image.fromarray(square(HW, 10, 4, 16, 255)).save(clip / "first.png")  # grey 0/255: DAVIS 2016 style
+  assert segment("--frames", clip / "frames", "--masks", clip / "first.png", "--out", clip / "out") == 0
+  assert engine.calls[0]["annotations"] == {0: [0, 1]}
+  assert all(sorted(np.unique(ids).tolist()) == [0, 1] for ids in read_outputs(clip / "out").values())
+  assert "a 0/255 mask (DAVIS 2016 style): one object, written as id 1" in capsys.readouterr().err
+
+
+def test_mask_a_pixel_off_is_repaired_with_a_warning(clip, engine):
+  path = clip / "masks" / "frame_10.png"
+  image_io.write_mask(str(path), square((48, 63), 30, 40, 8, 3))
+  with pytest.warns(DataWarning, match="mask is 63x48 but its frame is 64x48; resized"):
+    assert segment("--frames", clip / "frames", "--masks", clip / "masks", "--out", clip / "out") == 0
+  assert len(read_outputs(clip / "out")) == 5
+
+
+def test_a_gap_in_the_frame_numbers_is_a_warning(clip, engine):
+  os.remove(clip / "frames" / "frame_11.jpg")
+  with pytest.warns(DataWarning, match="frame_12.jpg: missing frame: the numbering jumps from frame_10.jpg to "
+                    "frame_12.jpg; segmenting the frames that are there"):
+    assert segment("--frames", clip / "frames", "--masks", clip / "masks", "--out", clip / "out") == 0
+  assert list(read_outputs(clip / "out")) == ["frame_10", "frame_12", "frame_8", "frame_9"]
+
+
+def test_progress_lines(clip, engine, monkeypatch, capsys):
+  monkeypatch.setattr(segment_cli, "PROGRESS_SECONDS", 0.0)
+  assert segment("--frames", clip / "frames", "--masks", clip / "masks", "--out", clip / "out") == 0
+  stderr = capsys.readouterr().err
+  assert "segment: 3/5 frames, " in stderr and "frames/s, ETA " in stderr
+
+
+def test_davis_root_writes_one_folder_per_sequence(tmp_path, engine):
+  config = synthetic.SyntheticConfig(height=32, width=48, num_frames=4)
+  names = synthetic.write_davis(str(tmp_path / "davis"), 2, 0, config)
+  val = (tmp_path / "davis" / "ImageSets" / "2017" / "train.txt").read_text().split()
+  assert segment("--davis-root", tmp_path / "davis", "--imageset", "ImageSets/2017/train.txt", "--out",
+                 tmp_path / "out") == 0
+  assert sorted(os.listdir(tmp_path / "out")) == sorted(val) and set(val) <= set(names)
+  for name in val:
+    outputs = read_outputs(tmp_path / "out" / name)
+    assert list(outputs) == ["00000", "00001", "00002", "00003"]
+    assert all(ids.shape == (32, 48) for ids in outputs.values())
+
+
+def test_never_writes_over_user_data_without_overwrite(clip, engine, capsys):
+  (clip / "out").mkdir()
+  (clip / "out" / "notes.txt").write_text("mine")
+  args = ("--frames", clip / "frames", "--masks", clip / "masks", "--out", clip / "out")
+  assert segment(*args) == 2
+  assert capsys.readouterr().err.strip().startswith(f"error: {clip / 'out'}: folder is not empty")
+  assert segment(*args, "--overwrite") == 0
+  assert (clip / "out" / "notes.txt").read_text() == "mine" and len(os.listdir(clip / "out")) == 6
+  (clip / "o.gif").write_bytes(b"old")
+  assert segment(*args, "--overwrite", "--overlay", clip / "o.gif") == 0
+  assert segment("--frames", clip / "frames", "--masks", clip / "masks", "--out", clip / "new", "--overlay",
+                 clip / "o.gif") == 2
+  assert f"error: {clip / 'o.gif'}: exists;" in capsys.readouterr().err
+  assert segment("--frames", clip / "frames", "--masks", clip / "masks", "--out", clip / "masks",
+                 "--overwrite") == 2
+  assert "is an input folder" in capsys.readouterr().err
+
+
+def _damage(clip, case: str):
+  """Breaks the clip as `case` says; returns (extra options, the path the error names, what it says)."""
+  frames, masks = clip / "frames", clip / "masks"
+  if case == "missing frames folder":
+    return ["--frames", clip / "nope"], clip / "nope", "not found"
+  if case == "empty frames folder":
+    (clip / "empty").mkdir()
+    return ["--frames", clip / "empty"], clip / "empty", "no jpg/jpeg/png/bmp/webp files"
+  if case == "corrupt frame":
+    (frames / "frame_11.jpg").write_bytes(b"\xff\xd8\xff broken")
+    return [], frames / "frame_11.jpg", "cannot be decoded as an image"
+  if case == "frame of another size":
+    Image.fromarray(frames_of(1, (40, 64))[0]).save(frames / "frame_11.jpg")
+    return [], frames / "frame_11.jpg", "frame is 64x40 but the first frame is 64x48"
+  if case == "RGB mask":
+    Image.fromarray(np.zeros((*HW, 3), np.uint8)).save(masks / "frame_10.png")
+    return [], masks / "frame_10.png", "is a colour (RGB) image"
+  if case == "mask of another aspect ratio":
+    image_io.write_mask(str(masks / "frame_10.png"), square((48, 48), 30, 40, 8, 3))
+    return [], masks / "frame_10.png", "a different aspect ratio"
+  if case == "mask without a frame":
+    image_io.write_mask(str(masks / "frame_13.png"), square(HW, 30, 40, 8, 3))
+    return [], masks / "frame_13.png", "annotation has no frame"
+  if case == "no mask for the first frame":
+    os.remove(masks / "frame_8.png")
+    return [], masks / "frame_10.png", "no mask for the first frame frame_8"
+  if case == "empty first mask":
+    image_io.write_mask(str(masks / "frame_8.png"), np.zeros(HW, np.uint8))
+    return [], masks / "frame_8.png", "holds no object"
+  if case == "empty masks folder":
+    for name in os.listdir(masks):
+      os.remove(masks / name)
+    return [], masks, "no png files"
+  if case == "masks not a PNG":
+    Image.fromarray(square(HW, 10, 4, 16, 1)).save(clip / "first.jpg")
+    return ["--masks", clip / "first.jpg"], clip / "first.jpg", "is not a PNG"
+  if case == "one image as frames":
+    return ["--frames", frames / "frame_8.jpg"], frames / "frame_8.jpg", "is one image"
+  if case == "corrupt video":
+    (clip / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
+    return ["--frames", clip / "clip.mp4"], clip / "clip.mp4", "cannot be read as a video"
+  if case == "video mask named otherwise":
+    video_io.write_video(str(clip / "clip.mp4"), frames_of(5), fps=10)
+    return ["--frames", clip / "clip.mp4"], masks / "frame_8.png", "cannot tell which frame"
+  if case == "video mask past the end":
+    video_io.write_video(str(clip / "clip.mp4"), frames_of(5), fps=10)
+    image_io.write_mask(str(clip / "vmasks" / "00000.png"), square(HW, 10, 4, 16, 1))
+    image_io.write_mask(str(clip / "vmasks" / "00005.png"), square(HW, 10, 4, 16, 2))
+    return (["--frames", clip / "clip.mp4", "--masks", clip / "vmasks"], clip / "vmasks" / "00005.png",
+            "the video has 5 frames (00000 to 00004)")
+  assert case == "bad overlay name"
+  return ["--overlay", clip / "overlay.avi"], clip / "overlay.avi", "must be an .mp4 or a .gif"
+
+
+@pytest.mark.parametrize("case", [
+    "missing frames folder", "empty frames folder", "corrupt frame", "frame of another size", "RGB mask",
+    "mask of another aspect ratio", "mask without a frame", "no mask for the first frame", "empty first mask",
+    "empty masks folder", "masks not a PNG", "one image as frames", "corrupt video", "video mask named otherwise",
+    "video mask past the end", "bad overlay name"])
+def test_bad_input_is_one_line_naming_the_file(clip, engine, capsys, case):
+  extra, path, message = _damage(clip, case)
+  options = {"--frames": clip / "frames", "--masks": clip / "masks", "--out": clip / "out"}
+  for key, value in zip(extra[::2], extra[1::2]):
+    options[key] = value
+  assert segment(*[str(item) for pair in options.items() for item in pair]) == 2
+  lines = capsys.readouterr().err.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith(f"error: {path}: ") and message in lines[0], lines
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--frames", "f"], "--frames needs --masks"),
+    (["--frames", "f", "--masks", "m", "--davis-root", "d"], "give either --frames"),
+    (["--davis-root", "d"], "--davis-root needs --imageset"),
+    (["--frames", "f", "--masks", "m", "--size", "8"], "--size 8"),
+])
+def test_options_that_do_not_fit_together(engine, capsys, args, message):
+  assert segment(*args, "--out", "o") == 2
+  lines = capsys.readouterr().err.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: segment: ") and message in lines[0]
+
+
+def test_unknown_model_lists_the_known_ones(clip, capsys):
+  assert cli_main.main(["segment", "--model", "stcn-huge", "--frames", str(clip / "frames"), "--masks",
+                        str(clip / "masks"), "--out", str(clip / "out")]) == 2
+  lines = capsys.readouterr().err.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: --model: unknown model 'stcn-huge'")
+  assert "stcn-tiny" in lines[0]
+
+
+def test_end_to_end_with_the_real_engine_and_stcn_tiny(tmp_path, capsys):
+  hw = (64, 96)
+  video_io.write_video(str(tmp_path / "clip.mp4"), frames_of(5, hw), fps=10)
+  first, late = square(hw, 10, 4, 16, 1), square(hw, 40, 60, 12, 3)
+  image_io.write_mask(str(tmp_path / "masks" / "00000.png"), first)
+  image_io.write_mask(str(tmp_path / "masks" / "00002.png"), late)
+  assert segment("--frames", tmp_path / "clip.mp4", "--masks", tmp_path / "masks", "--out", tmp_path / "out",
+                 "--size", 64, "--overlay", tmp_path / "overlay.gif") == 0
+  stderr = capsys.readouterr().err
+  assert "warning: no --checkpoint: stcn-tiny runs with random weights" in stderr
+  assert "segment: 5 frames in " in stderr and "Traceback" not in stderr
+  outputs = read_outputs(tmp_path / "out")
+  assert list(outputs) == ["00000", "00001", "00002", "00003", "00004"]
+  assert all(ids.shape == hw for ids in outputs.values())
+  np.testing.assert_array_equal(outputs["00000"], first)  # the annotated frame is its annotation
+  assert set(np.unique(outputs["00001"]).tolist()) <= {0, 1}
+  assert all(set(np.unique(outputs[n]).tolist()) <= {0, 1, 3} for n in ("00002", "00003", "00004"))
+  assert (outputs["00002"][late == 3] == 3).mean() > 0.9  # a new object's mask is taken at its first frame
+  with Image.open(tmp_path / "overlay.gif") as gif:
+    assert (gif.n_frames, gif.size) == (5, (96, 64))
+
+
+def test_bad_input_from_the_command_line_has_no_traceback(clip):
+  Image.fromarray(np.zeros((*HW, 3), np.uint8)).save(clip / "masks" / "frame_8.png")
+  result = subprocess.run([sys.executable, "-m", "jaxvos", "segment", "--model", "stcn-tiny", "--frames",
+                           str(clip / "frames"), "--masks", str(clip / "masks"), "--out", str(clip / "out")],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert result.stderr.strip() == (f"error: {clip / 'masks' / 'frame_8.png'}: is a colour (RGB) image; expected an "
+                                   "indexed (P) or grey (L) PNG whose pixel values are object ids")
+  assert not (clip / "out").exists()
