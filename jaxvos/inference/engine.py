@@ -7,7 +7,8 @@
   `lax.scan` over fixed-length chunks (the last one padded with inactive frames, so one compilation serves every
   length) with the memory as the carry, and yields label maps as they are ready. Device memory is bounded by
   the chunk and the fixed-capacity memory, whatever the video length.
-- `Segmenter.stream(object_ids)` returns a `Stream`: call it with each frame as it arrives (live video).
+- `Segmenter.stream(object_ids)` returns a `Stream`: call it with each frame as it arrives (live video); each
+  call is one jitted `step` (the same scan body, over one frame).
 
 Both give identical masks (tested). Objects may first appear at any frame: `annotations` maps a frame index to
 an id map; ids not seen before are new objects, written into memory at that frame.
@@ -30,7 +31,6 @@ class Segmenter:
   def __init__(self, family: Family, variables, *, size: int = 480, chunk: int = 16):
     self.family, self.variables, self.size, self.chunk = family, variables, size, chunk
     self._init_memory = jax.jit(family.init_memory)
-    self._step = jax.jit(family.step)
     self._scan = jax.jit(functools.partial(_scan_chunk, family))
     self._preprocess = jax.jit(frames_lib.preprocess, static_argnums=1)
     self._postprocess = jax.jit(frames_lib.postprocess, static_argnums=1)
@@ -84,24 +84,26 @@ class Stream:
       masks = frames_lib.one_hot_slots(jnp.asarray(slot_map[None]), len(self.slot_ids))
       self.memory = seg._init_memory(seg.variables, x, masks, jnp.asarray(valid[None]))
       return self._ids(np.where(np.isin(annotation, self.slot_ids[valid]), annotation, 0))
-    self._check_size(frame)
-    slot_map, valid = self._new_objects(annotation)
-    x = seg._preprocess(jnp.asarray(frame[None]), self.geometry)
-    masks = frames_lib.one_hot_slots(jnp.asarray(slot_map[None]), len(self.slot_ids))
-    self.memory, logits = seg._step(seg.variables, self.memory, x, masks, jnp.asarray(valid[None]))
-    return self._ids(self.slot_ids_of(np.asarray(seg._postprocess(logits, self.geometry))[0]))
+    return self.run_chunk([(frame, annotation)], chunk=1)[0]
 
-  def run_chunk(self, items: list[tuple[np.ndarray, np.ndarray | None]]) -> list[np.ndarray]:
-    """Segments up to `chunk` frames in one `lax.scan`; the same maths as calling the stream per frame."""
+  def run_chunk(self, items: list[tuple[np.ndarray, np.ndarray | None]], chunk: int | None = None
+                ) -> list[np.ndarray]:
+    """Segments up to `chunk` (default: the segmenter's) frames in one `lax.scan` of `step`.
+
+    Streaming calls this with one frame, so both paths run the same compiled per-frame program and give
+    identical masks; a separately jitted `step` is the same maths, but XLA may fuse it differently and a pixel
+    at a near-tie could flip.
+    """
     seg, n = self.segmenter, len(items)
+    chunk = chunk or seg.chunk
     for frame, _ in items:
       self._check_size(frame)
     new = [self._new_objects(annotation) for _, annotation in items]
-    pad = seg.chunk - n
+    pad = chunk - n
     frames = np.stack([frame for frame, _ in items] + [items[-1][0]] * pad)
     slot_maps = np.stack([m for m, _ in new] + [new[-1][0]] * pad)
     valid = np.stack([v for _, v in new] + [np.zeros_like(new[-1][1])] * pad)
-    active = np.arange(seg.chunk) < n
+    active = np.arange(chunk) < n
     x = seg._preprocess(jnp.asarray(frames), self.geometry)
     self.memory, logits = seg._scan(seg.variables, self.memory, x, jnp.asarray(slot_maps), jnp.asarray(valid),
                                     jnp.asarray(active))
