@@ -146,11 +146,23 @@ def test_a_gap_in_the_frame_numbers_is_a_warning(clip, engine):
   assert list(read_outputs(clip / "out")) == ["frame_10", "frame_12", "frame_8", "frame_9"]
 
 
-def test_progress_lines(clip, engine, monkeypatch, capsys):
-  monkeypatch.setattr(segment_cli, "PROGRESS_SECONDS", 0.0)
-  assert segment("--frames", clip / "frames", "--masks", clip / "masks", "--out", clip / "out") == 0
-  stderr = capsys.readouterr().err
-  assert "segment: 3/5 frames, " in stderr and "frames/s, ETA " in stderr
+def test_progress_lines_at_the_end_of_bursts(monkeypatch, capsys):
+  clock = iter([0.0] + [1.0] + [60.0] * 15 + [90.0] * 16 + [91.0])  # start; frame 0; two chunks of masks; finish
+  monkeypatch.setattr(segment_cli.time, "monotonic", lambda: next(clock))
+  progress = segment_cli.Progress(32, 1)
+  for _ in range(32):
+    progress.update()
+  progress.finish("out")
+  assert capsys.readouterr().err.splitlines() == [
+      "segment: 16/32 frames, 0.27 frames/s, ETA 60 s",
+      "segment: 32 frames in 91.0 s (0.35 frames/s, compilation included); masks written to out"]
+  clock = iter([0.0] + [0.1 * i for i in range(1, 301)])  # a steady 10 masks/s: no pauses, lines every ~10 s
+  monkeypatch.setattr(segment_cli.time, "monotonic", lambda: next(clock))
+  progress = segment_cli.Progress(300, 1)
+  for _ in range(300):
+    progress.update()
+  lines = capsys.readouterr().err.splitlines()
+  assert len(lines) == 2 and all(" frames, 10.00 frames/s, ETA " in line for line in lines), lines
 
 
 def test_davis_root_writes_one_folder_per_sequence(tmp_path, engine):

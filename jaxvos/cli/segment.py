@@ -30,6 +30,8 @@ DESCRIPTION = ("Segment a video (a folder of frames or a video file), or every s
                "their size, with the objects' ids, and optionally an mp4 or gif overlay.")
 # Progress lines are printed at most this often (seconds); on a terminal one line is updated in place.
 PROGRESS_SECONDS = 2.0
+# A pause this long (seconds) between two masks ends a burst of masks (see `Progress`).
+BURST_PAUSE_SECONDS = 0.2
 
 
 class UsageError(Exception):
@@ -263,27 +265,39 @@ def load_model(name: str, checkpoint: str | None):
 
 
 class Progress:
-  """Frames done / total, frames per second and time left, on stderr; the rate includes compilation."""
+  """Frames done / total, frames per second and time left, on stderr; the rate includes compilation.
+
+  Engines may return masks in bursts (a chunk of frames per compiled call), so a line is printed when a burst
+  has ended (the next mask comes after a pause), describing the state at its end, not in the middle of one.
+  """
 
   def __init__(self, total_frames: int, num_clips: int):
     self.total, self.num_clips, self.done, self.clip = total_frames, num_clips, 0, ""
-    self.start = self.last = time.monotonic()
+    self.start = self.previous = self.printed = self.burst_start = time.monotonic()
     self.tty, self.shown = sys.stderr.isatty(), False
 
   def start_clip(self, name: str) -> None:
     self.clip = name
 
   def update(self) -> None:
-    """Counts one written mask; prints a progress line if the last one is old enough."""
-    self.done += 1
+    """Counts one written mask; prints a progress line at the end of a burst, at most every few seconds."""
     now = time.monotonic()
-    if now - self.last >= PROGRESS_SECONDS:
-      self.last, self.shown = now, True
-      rate = self.done / max(now - self.start, 1e-9)
-      where = f" {self.clip}" if self.clip and self.num_clips > 1 else ""
-      line = (f"segment:{where} {self.done}/{self.total} frames, {rate:.2f} frames/s, "
-              f"ETA {(self.total - self.done) / rate:.0f} s")
-      print(f"\r{line:79s}" if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+    burst_ended = now - self.previous >= BURST_PAUSE_SECONDS
+    # Masks that keep coming without pauses (a fast engine) are a burst too long to wait for: print now and then.
+    long_burst = not burst_ended and self.previous - self.burst_start >= 5 * PROGRESS_SECONDS
+    if self.done and self.previous - self.printed >= PROGRESS_SECONDS and (burst_ended or long_burst):
+      self._print(self.done, self.previous)
+    if burst_ended or long_burst:
+      self.burst_start = now
+    self.done += 1
+    self.previous = now
+
+  def _print(self, done: int, at: float) -> None:
+    self.printed, self.shown = at, True
+    rate = done / max(at - self.start, 1e-9)
+    where = f" {self.clip}" if self.clip and self.num_clips > 1 else ""
+    line = f"segment:{where} {done}/{self.total} frames, {rate:.2f} frames/s, ETA {(self.total - done) / rate:.0f} s"
+    print(f"\r{line:79s}" if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
 
   def finish(self, out: str) -> None:
     seconds = time.monotonic() - self.start
