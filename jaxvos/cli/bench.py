@@ -1,6 +1,7 @@
 """`python -m jaxvos bench <benchmark>`: speed benchmarks, one sub-command per module in `jaxvos/bench/`.
 
     python -m jaxvos bench metric     J&F with jaxvos and with the official DAVIS functions, side by side
+    python -m jaxvos bench segment    per-frame latency and peak memory of jaxvos and PyTorch STCN by video length
 """
 
 import importlib
@@ -10,6 +11,7 @@ DESCRIPTION = "Speed benchmarks; each prints its measurements (record them in ex
 # name -> (module, one-line help). Later issues add `segment` and `train`.
 BENCHMARKS = {
     "metric": ("jaxvos.bench.metric", "J&F speed: jaxvos against the official DAVIS functions on one workload"),
+    "segment": ("jaxvos.bench.segment", "per-frame latency and peak memory: jaxvos against PyTorch STCN"),
 }
 
 
