@@ -1,0 +1,70 @@
+"""What a checkpoint holds the variables of: a model family of the registry, or a bare ResNet backbone.
+
+Backbone checkpoints (`resnet18`, `resnet50`) carry ImageNet weights imported from torchvision so that training
+can start from them; they have `name`, `config` and `init` like a family, and no memory or `step`.
+"""
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxvos.convert.rules import FlaxPath, flatten_variables
+
+BACKBONES = {"resnet18": 18, "resnet50": 50}
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneConfig:
+  """A torchvision-layout ResNet trunk cut after layer3 (`jaxvos.backbones.ResNet`)."""
+  depth: int = 50
+  width: int = 64            # channels of conv1 (64 in torchvision)
+  in_channels: int = 3       # input channels of conv1 (3 for RGB; more with mask inputs)
+  conv_bias: bool = False    # torchvision convolutions have no bias
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+  """A ResNet trunk as a checkpoint family: `init` and `module`, no memory."""
+  config: BackboneConfig
+
+  @property
+  def name(self) -> str:
+    return f"resnet{self.config.depth}"
+
+  @property
+  def module(self):
+    from jaxvos.backbones import ResNet  # pylint: disable=g-import-not-at-top
+    return ResNet(depth=self.config.depth, width=self.config.width, conv_bias=self.config.conv_bias)
+
+  def init(self, rng: jax.Array, frame_hw: tuple[int, int] = (64, 64)) -> Any:
+    return self.module.init(rng, jnp.zeros((1, *frame_hw, self.config.in_channels), jnp.float32))
+
+
+def build(name: str, config: dict[str, Any]) -> Any:
+  """The family (or backbone) `name` with the given config fields (`dataclasses.asdict` of its config).
+
+  Raises:
+    ValueError: an unknown name, or config fields the family does not have.
+  """
+  if name in BACKBONES:
+    fields = {field.name for field in dataclasses.fields(BackboneConfig)}
+    if set(config) - fields:
+      raise ValueError(f"unknown {name} config fields: {', '.join(sorted(set(config) - fields))}")
+    if config.get("depth", BACKBONES[name]) != BACKBONES[name]:
+      raise ValueError(f"{name} with depth {config['depth']}")
+    return Backbone(BackboneConfig(**{**config, "depth": BACKBONES[name]}))
+  from jaxvos.models import registry  # pylint: disable=g-import-not-at-top
+  return registry.from_config(name, config)
+
+
+def config_dict(family: Any) -> dict[str, Any]:
+  """The JSON-able config of a family, as a checkpoint stores it."""
+  return dataclasses.asdict(family.config)
+
+
+def variable_shapes(family: Any) -> dict[FlaxPath, tuple[int, ...]]:
+  """Flat path -> shape of every variable of `family`, from `jax.eval_shape` (nothing is computed)."""
+  shapes = jax.eval_shape(family.init, jax.random.key(0))
+  return {path: tuple(leaf.shape) for path, leaf in flatten_variables(shapes).items()}
