@@ -16,7 +16,7 @@ from data_pipelines.errors import DataError, DataWarning
 COMMANDS = {
     "segment": ("segment", "segment a video (or every sequence of a DAVIS root) from its first-frame masks"),
     "evaluate": ("evaluate", "DAVIS J&F of predicted masks against ground truth, with the official CSV files"),
-    "train": (None, "train a model from an experiments/<family>/<stage>.py config"),
+    "train": ("train", "train a model from an experiments/<family>/<stage>.py config"),
     "convert": ("convert", "import and export checkpoints (PyTorch <-> jaxvos)"),
     "bench": ("bench", "speed and memory benchmarks"),
     "data": ("data", "inspect datasets, write synthetic videos, preview training clips"),

@@ -1,0 +1,117 @@
+"""Checkpoints with orbax: the train state and the data iterator's position, saved together, atomically.
+
+Layout under a run's workdir:
+
+  checkpoints/<step>/state/    the `TrainState` (orbax PyTree: params, BatchNorm statistics, optimizer, step, rng)
+  checkpoints/<step>/data/     the grain iterator state of each process (`process_<i>-of-<n>.json`)
+  best/<step>/state/           the state with the best validation J&F so far (one kept)
+
+Orbax writes a checkpoint into `<step>.orbax-checkpoint-tmp-*` and renames it when every item is complete, so a
+run killed at any moment (during a save too) leaves only complete checkpoints under their final names; the
+leftover temporary folders are ignored on restore and cleaned up. Saves are asynchronous (training continues while
+the arrays are written); the data position is captured when `save` is called.
+"""
+
+import json
+import os
+from typing import Any
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+
+from jaxvos.training.state import TrainState
+
+BEST_METRIC = "j_and_f"
+
+
+class _IteratorStateSnapshot:
+  """The iterator position at save time, as grain's checkpoint handler reads it (bytes of JSON).
+
+  The handler may run after the training loop moved on; a snapshot keeps the saved position exact.
+  """
+
+  def __init__(self, state: dict[str, Any]):
+    self._state = json.dumps(state, indent=2).encode()
+
+  def get_state(self) -> bytes:
+    return self._state
+
+
+def abstract_state(state: TrainState) -> TrainState:
+  """Shapes, dtypes and shardings of a state: what `restore` fills in."""
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+
+
+class Checkpointer:
+  """Periodic checkpoints of one run (`<workdir>/checkpoints`) and its best one (`<workdir>/best`).
+
+  Args:
+    workdir: the run's folder.
+    keep: how many of the latest checkpoints to keep.
+    async_save: write in a background thread (call `wait` before reading a checkpoint back).
+  """
+
+  def __init__(self, workdir: str, *, keep: int = 3, async_save: bool = True):
+    workdir = os.path.abspath(workdir)
+    options = dict(create=True, cleanup_tmp_directories=True, enable_async_checkpointing=async_save)
+    self.directory = os.path.join(workdir, "checkpoints")
+    self.best_directory = os.path.join(workdir, "best")
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, **options))
+    self._best = ocp.CheckpointManager(self.best_directory, options=ocp.CheckpointManagerOptions(
+        max_to_keep=1, best_fn=lambda metrics: metrics[BEST_METRIC], best_mode="max", **options))
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def save(self, state: TrainState, iterator: grain.DatasetIterator) -> None:
+    """Saves the state and the iterator's position at `state.step` (skipped if that step is already saved)."""
+    step = int(state.step)
+    if step in self._manager.all_steps():
+      return
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data=grain.checkpoint.CheckpointSave(_IteratorStateSnapshot(iterator.get_state()))), force=True)
+
+  def restore(self, like: TrainState, iterator: grain.DatasetIterator, step: int | None = None) -> TrainState:
+    """The state saved at `step` (default the latest), placed like `like`; moves `iterator` to its position."""
+    step = self.latest_step() if step is None else step
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state(like)),
+        data=grain.checkpoint.CheckpointRestore(iterator)))
+    return restored.state
+
+  def save_best(self, state: TrainState, score: float) -> None:
+    """Offers the state with its validation J&F; orbax keeps the best one."""
+    step = int(state.step)
+    if step in self._best.all_steps():
+      return
+    self._best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
+                    metrics={BEST_METRIC: float(score)}, force=True)
+
+  def best_step(self) -> int | None:
+    return self._best.best_step()
+
+  def wait(self) -> None:
+    """Blocks until every started save is complete on disk."""
+    self._manager.wait_until_finished()
+    self._best.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.close()
+    self._best.close()
+
+
+def restore_variables(path: str, like: TrainState, *, best: bool = False) -> dict[str, Any]:
+  """`{"params", "batch_stats"}` of another run (its workdir), to start a new stage from (the optimizer restarts).
+
+  `like` gives the structure and placement; `best` takes the best validation checkpoint instead of the latest.
+  """
+  directory = os.path.join(os.path.abspath(path), "best" if best else "checkpoints")
+  with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
+    step = manager.best_step() if best else manager.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {directory}")
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state(like))))
+  return restored.state.variables()
