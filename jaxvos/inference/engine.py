@@ -4,9 +4,9 @@
 `jaxvos.inference.frames`) compiles `step` once more; input sizes only recompile the cheap resizes.
 
 - `Segmenter.segment_video(frames, annotations)` reads frames lazily from any iterable, runs `step` under
-  `lax.scan` over fixed-length chunks (the last one padded with inactive frames, so one compilation serves every
-  length) with the memory as the carry, and yields label maps as they are ready. Device memory is bounded by
-  the chunk and the fixed-capacity memory, whatever the video length.
+  `lax.scan` over fixed-length chunks with the memory as the carry (the tail shorter than a chunk goes frame by
+  frame, so two compilations serve every length), and yields label maps as they are ready. Device memory is
+  bounded by the chunk and the fixed-capacity memory, whatever the video length.
 - `Segmenter.stream(object_ids)` returns a `Stream`: call it with each frame as it arrives (live video); each
   call is one jitted `step` (the same scan body, over one frame).
 
@@ -51,8 +51,8 @@ class Segmenter:
       if len(pending) == self.chunk:
         yield from stream.run_chunk(pending)
         pending = []
-    if pending:
-      yield from stream.run_chunk(pending)
+    for frame, annotation in pending:  # the tail, shorter than a chunk: as a stream, no new compilation
+      yield stream(frame, annotation)
 
   def stream(self, object_ids: Iterable[int]) -> "Stream":
     return Stream(self, np.asarray(sorted(object_ids), np.int64))
@@ -84,30 +84,23 @@ class Stream:
       masks = frames_lib.one_hot_slots(jnp.asarray(slot_map[None]), len(self.slot_ids))
       self.memory = seg._init_memory(seg.variables, x, masks, jnp.asarray(valid[None]))
       return self._ids(np.where(np.isin(annotation, self.slot_ids[valid]), annotation, 0))
-    return self.run_chunk([(frame, annotation)], chunk=1)[0]
+    return self.run_chunk([(frame, annotation)])[0]
 
-  def run_chunk(self, items: list[tuple[np.ndarray, np.ndarray | None]], chunk: int | None = None
-                ) -> list[np.ndarray]:
-    """Segments up to `chunk` (default: the segmenter's) frames in one `lax.scan` of `step`.
+  def run_chunk(self, items: list[tuple[np.ndarray, np.ndarray | None]]) -> list[np.ndarray]:
+    """Segments frames (with their annotations or None) in one `lax.scan` of `step`.
 
     Streaming calls this with one frame, so both paths run the same compiled per-frame program and give
     identical masks; a separately jitted `step` is the same maths, but XLA may fuse it differently and a pixel
     at a near-tie could flip.
     """
-    seg, n = self.segmenter, len(items)
-    chunk = chunk or seg.chunk
+    seg = self.segmenter
     for frame, _ in items:
       self._check_size(frame)
-    new = [self._new_objects(annotation) for _, annotation in items]
-    pad = chunk - n
-    frames = np.stack([frame for frame, _ in items] + [items[-1][0]] * pad)
-    slot_maps = np.stack([m for m, _ in new] + [new[-1][0]] * pad)
-    valid = np.stack([v for _, v in new] + [np.zeros_like(new[-1][1])] * pad)
-    active = np.arange(chunk) < n
-    x = seg._preprocess(jnp.asarray(frames), self.geometry)
-    self.memory, logits = seg._scan(seg.variables, self.memory, x, jnp.asarray(slot_maps), jnp.asarray(valid),
-                                    jnp.asarray(active))
-    labels = np.asarray(seg._postprocess(logits[:n], self.geometry))
+    slot_maps, valid = zip(*[self._new_objects(annotation) for _, annotation in items])
+    x = seg._preprocess(jnp.asarray(np.stack([frame for frame, _ in items])), self.geometry)
+    self.memory, logits = seg._scan(seg.variables, self.memory, x, jnp.asarray(np.stack(slot_maps)),
+                                    jnp.asarray(np.stack(valid)))
+    labels = np.asarray(seg._postprocess(logits, self.geometry))
     return [self._ids(self.slot_ids_of(label)) for label in labels]
 
   def slot_ids_of(self, slots: np.ndarray) -> np.ndarray:
@@ -138,25 +131,20 @@ class Stream:
 
 
 def _scan_chunk(family: Family, variables, memory, frames: jax.Array, slot_maps: jax.Array,
-                new_valid: jax.Array, active: jax.Array):
-  """`step` over frames [T h w 3] under `lax.scan`; inactive (padding) frames leave the memory untouched."""
+                new_valid: jax.Array):
+  """`step` over frames [T h w 3] under `lax.scan`, with slot maps [T h w] and new_valid [T o] of new objects.
+
+  No padding frames: a `lax.cond` to skip them made every frame about 1.5x slower on the CPU.
+  """
   num_objects = new_valid.shape[-1]
 
   def body(memory, inputs):
-    frame, slot_map, valid, is_active = inputs
+    frame, slot_map, valid = inputs
     masks = frames_lib.one_hot_slots(slot_map[None], num_objects)
-
-    def run(memory):
-      return family.step(variables, memory, frame[None], masks, valid[None])
-
-    def skip(memory):
-      shape = (1, num_objects + 1, *frame.shape[:2])
-      return memory, jnp.zeros(shape, jnp.float32)
-
-    memory, logits = jax.lax.cond(is_active, run, skip, memory)
+    memory, logits = family.step(variables, memory, frame[None], masks, valid[None])
     return memory, logits[0]
 
-  return jax.lax.scan(body, memory, (frames, slot_maps, new_valid, active))
+  return jax.lax.scan(body, memory, (frames, slot_maps, new_valid))
 
 
 def object_ids_of(annotations: Mapping[int, np.ndarray]) -> np.ndarray:

@@ -2,8 +2,8 @@
 
 `jax.image.resize` antialiases when downsampling and PyTorch's `F.interpolate` does not, so models whose weights
 come from PyTorch use `resize_bilinear` here: `F.interpolate(..., mode="bilinear", align_corners=False,
-antialias=False)`, written as two small interpolation matrices (one per spatial axis) applied with einsum, which
-is exact, differentiable and fast on every backend.
+antialias=False)`, as two gathers and a lerp per spatial axis: PyTorch's arithmetic, differentiable, and linear in
+the output size (an interpolation matrix would cost a matmul as large as the feature map).
 """
 
 import functools
@@ -15,21 +15,26 @@ import numpy as np
 
 
 @functools.lru_cache(maxsize=64)
-def _interpolation_matrix(in_size: int, out_size: int, scale: float | None) -> np.ndarray:
-  """[out, in] weights of PyTorch's half-pixel bilinear interpolation along one axis.
+def _taps(in_size: int, out_size: int, scale: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """PyTorch's half-pixel bilinear taps along one axis: (lower index, upper index, weight of upper) per output.
 
   `scale` is PyTorch's `scale_factor` when one was given (the source coordinate uses 1 / scale_factor, not
   in / out), else None.
   """
   ratio = 1.0 / scale if scale is not None else in_size / out_size
   source = np.maximum((np.arange(out_size) + 0.5) * ratio - 0.5, 0.0)
-  lower = np.minimum(np.floor(source).astype(np.int64), in_size - 1)
+  lower = np.minimum(np.floor(source).astype(np.int32), in_size - 1)
   upper = np.minimum(lower + 1, in_size - 1)
-  frac = (source - lower).astype(np.float32)
-  matrix = np.zeros((out_size, in_size), np.float32)
-  np.add.at(matrix, (np.arange(out_size), lower), 1.0 - frac)
-  np.add.at(matrix, (np.arange(out_size), upper), frac)
-  return matrix
+  return lower, upper, (source - lower).astype(np.float32)
+
+
+def _interpolate_axis(x: jax.Array, axis: int, taps: tuple[np.ndarray, np.ndarray, np.ndarray]) -> jax.Array:
+  """Two gathers and a lerp along `axis`: `(1 - f) x[lower] + f x[upper]`, PyTorch's arithmetic."""
+  lower, upper, frac = taps
+  shape = [1] * x.ndim
+  shape[axis] = len(frac)
+  frac = jnp.asarray(frac.reshape(shape), x.dtype)
+  return jnp.take(x, lower, axis=axis) * (1 - frac) + jnp.take(x, upper, axis=axis) * frac
 
 
 def resize_bilinear(x: jax.Array, out_hw: tuple[int, int] | None = None, *,
@@ -42,11 +47,8 @@ def resize_bilinear(x: jax.Array, out_hw: tuple[int, int] | None = None, *,
     out_hw = (int(np.floor(h * scale_factor)), int(np.floor(w * scale_factor)))
   if out_hw == (h, w) and scale_factor in (None, 1.0):
     return x
-  rows = jnp.asarray(_interpolation_matrix(h, out_hw[0], scale_factor), x.dtype)
-  cols = jnp.asarray(_interpolation_matrix(w, out_hw[1], scale_factor), x.dtype)
-  precision = jax.lax.Precision.HIGHEST
-  x = jnp.einsum("Hh,...hwc->...Hwc", rows, x, precision=precision)
-  return jnp.einsum("Ww,...hwc->...hWc", cols, x, precision=precision)
+  x = _interpolate_axis(x, x.ndim - 3, _taps(h, out_hw[0], scale_factor))
+  return _interpolate_axis(x, x.ndim - 2, _taps(w, out_hw[1], scale_factor))
 
 
 def pad_to_multiple(x: jax.Array, multiple: int = 16) -> tuple[jax.Array, tuple[int, int, int, int]]:
