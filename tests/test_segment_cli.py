@@ -103,6 +103,7 @@ def test_folder_with_a_late_object(clip, engine, capsys):
   with Image.open(clip / "overlay.gif") as gif:
     assert (gif.n_frames, gif.size) == (5, (64, 48))
   stderr = capsys.readouterr().err
+  assert f"segment: {clip / 'frames'}: 5 frames of 64x48, objects (id@first frame): 1@frame_8 3@frame_10" in stderr
   assert "segment: 5 frames in" in stderr and "frames/s" in stderr and f"wrote {clip / 'overlay.gif'}" in stderr
 
 
@@ -207,6 +208,9 @@ def _damage(clip, case: str):
   if case == "corrupt frame":
     (frames / "frame_11.jpg").write_bytes(b"\xff\xd8\xff broken")
     return [], frames / "frame_11.jpg", "cannot be decoded as an image"
+  if case == "truncated frame":  # the header is fine: found when the frame is read, after progress lines
+    (frames / "frame_11.jpg").write_bytes((frames / "frame_11.jpg").read_bytes()[:400])
+    return [], frames / "frame_11.jpg", "cannot be decoded as an image"
   if case == "frame of another size":
     Image.fromarray(frames_of(1, (40, 64))[0]).save(frames / "frame_11.jpg")
     return [], frames / "frame_11.jpg", "frame is 64x40 but the first frame is 64x48"
@@ -251,7 +255,8 @@ def _damage(clip, case: str):
 
 
 @pytest.mark.parametrize("case", [
-    "missing frames folder", "empty frames folder", "corrupt frame", "frame of another size", "RGB mask",
+    "missing frames folder", "empty frames folder", "corrupt frame", "truncated frame", "frame of another size",
+    "RGB mask",
     "mask of another aspect ratio", "mask without a frame", "no mask for the first frame", "empty first mask",
     "empty masks folder", "masks not a PNG", "one image as frames", "corrupt video", "video mask named otherwise",
     "video mask past the end", "bad overlay name"])
@@ -261,8 +266,11 @@ def test_bad_input_is_one_line_naming_the_file(clip, engine, capsys, case):
   for key, value in zip(extra[::2], extra[1::2]):
     options[key] = value
   assert segment(*[str(item) for pair in options.items() for item in pair]) == 2
-  lines = capsys.readouterr().err.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith(f"error: {path}: ") and message in lines[0], lines
+  *before, last = capsys.readouterr().err.strip().splitlines()
+  assert last.startswith(f"error: {path}: ") and message in last, last
+  assert all(line.startswith("segment: ") for line in before), before  # errors found mid-run follow progress
+  if case != "truncated frame":
+    assert not before  # the rest is found before anything runs
 
 
 @pytest.mark.parametrize("args, message", [

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
+from PIL import Image
 
 from data_pipelines import davis, image_io, video_io
 from data_pipelines.errors import DataError, warn
@@ -32,6 +33,8 @@ DESCRIPTION = ("Segment a video (a folder of frames or a video file), or every s
 PROGRESS_SECONDS = 2.0
 # A pause this long (seconds) between two masks ends a burst of masks (see `Progress`).
 BURST_PAUSE_SECONDS = 0.2
+# Frames per compiled call of the engine on a CPU (see `make_segmenter`).
+CPU_CHUNK = 4
 
 
 class UsageError(Exception):
@@ -137,17 +140,32 @@ def _folder_clip(name: str, frame_paths: list[str], source: str, fps: float = 24
   except DataError as error:
     warn(error.path, f"{error.message}; segmenting the frames that are there")
   frame_hw = image_io.read_frame(frame_paths[0]).shape[:2]
+  for path in frame_paths[1:]:
+    _check_frame_size(path, _header_size(path), frame_hw)
   return Clip(name, source, [image_io.stem(p) for p in frame_paths], frame_hw, fps,
               lambda: _read_folder_frames(frame_paths, frame_hw), {})
 
 
+def _header_size(path: str) -> tuple[int, int]:
+  """(height, width) of an image from its header; an unreadable header raises the DataError naming the file."""
+  try:
+    with Image.open(path) as image:
+      return image.height, image.width
+  except (OSError, SyntaxError, ValueError):
+    return image_io.read_frame(path).shape[:2]
+
+
+def _check_frame_size(path: str, frame_hw: tuple[int, int], first_hw: tuple[int, int]) -> None:
+  if frame_hw != first_hw:
+    raise DataError(path, f"frame is {frame_hw[1]}x{frame_hw[0]} but the first frame is {first_hw[1]}x"
+                    f"{first_hw[0]}; all frames of a video must have one size")
+
+
 def _read_folder_frames(frame_paths: list[str], frame_hw: tuple[int, int]) -> Iterator[np.ndarray]:
-  """Reads the frames one by one; a frame of another size than the first is refused."""
+  """Reads the frames one by one (their headers were checked when the clip was listed; the pixels are now)."""
   for path in frame_paths:
     frame = image_io.read_frame(path)
-    if frame.shape[:2] != frame_hw:
-      raise DataError(path, f"frame is {frame.shape[1]}x{frame.shape[0]} but the first frame is "
-                      f"{frame_hw[1]}x{frame_hw[0]}; all frames of a video must have one size")
+    _check_frame_size(path, frame.shape[:2], frame_hw)
     yield frame
 
 
@@ -308,14 +326,26 @@ class Progress:
 
 
 def make_segmenter(family, variables, size: int):
-  """`jaxvos.inference.Segmenter`, compiled once and reused for every clip of a run."""
+  """`jaxvos.inference.Segmenter`, compiled once and reused for every clip of a run.
+
+  On a CPU a 480p frame takes seconds, so the engine's chunks (masks come a chunk at a time) are kept short
+  there, for progress every few frames; accelerators keep the engine's default chunk.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
   from jaxvos import inference  # pylint: disable=g-import-not-at-top
+  if jax.default_backend() == "cpu":
+    return inference.Segmenter(family, variables, size=size, chunk=CPU_CHUNK)
   return inference.Segmenter(family, variables, size=size)
 
 
 def segment_clip(segmenter, clip: Clip, out_dir: str, *, overlay_path: str | None, progress: Progress) -> None:
   """Segments one clip, writing `<out_dir>/<frame>.png` as each mask arrives (and the overlay, if asked)."""
   os.makedirs(out_dir, exist_ok=True)
+  h, w = clip.frame_hw
+  objects = " ".join(f"{object_id}@{clip.frame_names[index]}" for index, ids in sorted(clip.annotations.items())
+                     for object_id in np.unique(ids)[1:].tolist())
+  print(f"segment: {clip.source}: {len(clip.frame_names)} frames of {w}x{h}, objects (id@first frame): {objects}",
+        file=sys.stderr)
   labels = segmenter.segment_video(clip.read_frames(), clip.annotations)
   written = _write_masks(labels, clip, out_dir, progress)
   if overlay_path:
