@@ -314,6 +314,22 @@ def test_end_to_end_with_the_real_engine_and_stcn_tiny(tmp_path, capsys):
   with Image.open(tmp_path / "overlay.gif") as gif:
     assert (gif.n_frames, gif.size) == (5, (96, 64))
 
+  # The same random variables saved as a checkpoint give the same masks through --checkpoint.
+  import jax  # pylint: disable=g-import-not-at-top
+  from jaxvos.convert import io as convert_io  # pylint: disable=g-import-not-at-top
+  from jaxvos.models import registry  # pylint: disable=g-import-not-at-top
+  family = registry.build("stcn-tiny")
+  convert_io.save_model(tmp_path / "checkpoint", family, family.init(jax.random.PRNGKey(0)))
+  options = ["--frames", tmp_path / "clip.mp4", "--masks", tmp_path / "masks", "--size", 64]
+  assert segment(*options, "--out", tmp_path / "from_checkpoint", "--checkpoint", tmp_path / "checkpoint") == 0
+  assert "random weights" not in capsys.readouterr().err
+  for name, ids in read_outputs(tmp_path / "from_checkpoint").items():
+    np.testing.assert_array_equal(ids, outputs[name])
+  assert cli_main.main(["segment", "--model", "stm-tiny", "--checkpoint", str(tmp_path / "checkpoint"), "--out",
+                        str(tmp_path / "stm"), *map(str, options)]) == 2
+  assert capsys.readouterr().err.strip().endswith(f"error: {tmp_path / 'checkpoint'}: holds a stcn-tiny model, "
+                                                  "not stm-tiny (--model)")
+
 
 def test_bad_input_from_the_command_line_has_no_traceback(clip):
   Image.fromarray(np.zeros((*HW, 3), np.uint8)).save(clip / "masks" / "frame_8.png")
