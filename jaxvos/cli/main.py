@@ -23,12 +23,6 @@ COMMANDS = {
 }
 
 
-def _not_built(args) -> int:
-  """Commands of the command-line contract that are not built yet (module None above) say so in one line."""
-  print(f"error: `jaxvos {args.command}` is not built yet; see README.md for what works today", file=sys.stderr)
-  return 2
-
-
 def _format_warning(message, category, filename, lineno, line=None):
   del filename, lineno, line
   return f"warning: {message}\n" if issubclass(category, DataWarning) else f"{category.__name__}: {message}\n"
@@ -38,10 +32,6 @@ def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="python -m jaxvos", description=__doc__.splitlines()[0])
   commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
   for name, (module_name, help_text) in COMMANDS.items():
-    if module_name is None:
-      commands.add_parser(name, help=f"{help_text} (not built yet)").set_defaults(run=_not_built,
-                                                                                   accepts_extra=True)
-      continue
     module = importlib.import_module(f"jaxvos.cli.{module_name}")
     sub = commands.add_parser(name, help=help_text, description=getattr(module, "DESCRIPTION", help_text))
     module.add_arguments(sub)
