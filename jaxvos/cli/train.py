@@ -26,7 +26,8 @@ DESCRIPTION = __doc__
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--config", required=True, help="an experiments/<family>/<stage>.py file")
+  parser.add_argument("--config", required=True,
+                      help="an experiments/<family>/<stage>.py file, or FILE.py:VARIANT (e.g. video.py:cpu)")
   parser.add_argument("--workdir", required=True, help="checkpoints, metrics.jsonl and TensorBoard files")
   parser.add_argument("--devices", type=int, help="use the first N local devices (default all)")
   parser.add_argument("--distributed", action="store_true", help="multi-host: jax.distributed.initialize()")
@@ -43,13 +44,15 @@ ACCEPTS_EXTRA = True
 
 
 def load_config(path: str, overrides: list[str] = ()) -> ml_collections.ConfigDict:
-  """`get_config()` of a config file, with `--config.key=value` overrides applied."""
+  """`get_config()` of a config file (`FILE.py:ARG` calls `get_config(ARG)`), with overrides applied."""
+  path, _, argument = path.partition(".py:")
+  path = path if path.endswith(".py") else path + ".py"
   if not os.path.isfile(path):
     raise SystemExit(f"error: config file not found: {path}")
   spec = importlib.util.spec_from_file_location(f"jaxvos_config_{abs(hash(path))}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  config = module.get_config()
+  config = module.get_config(argument) if argument else module.get_config()
   for item in overrides:
     apply_override(config, item)
   return config

@@ -30,7 +30,7 @@ class MetricsWriter:
   """Writes reports of one run (see the module docstring); a no-op except on the writing process."""
 
   def __init__(self, workdir: str, *, total_steps: int, clips_per_step: int, enabled: bool = True,
-               console: TextIO = sys.stdout):
+               console: TextIO | None = None):
     self.enabled, self.total_steps, self.clips_per_step, self.console = enabled, total_steps, clips_per_step, console
     self.path = os.path.join(workdir, "metrics.jsonl")
     self._tensorboard = None
@@ -84,7 +84,7 @@ class MetricsWriter:
 
   def _print(self, text: str) -> None:
     if self.enabled:
-      print(text, file=self.console, flush=True)
+      print(text, file=self.console or sys.stdout, flush=True)
 
   def close(self) -> None:
     if self._tensorboard is not None:

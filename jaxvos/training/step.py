@@ -123,7 +123,7 @@ def make_train_step(family: Family, optimizer: optax.GradientTransformation, *, 
     (value, iou), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state, batch, fraction)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": value, "iou": iou, "grad_norm": optax.global_norm(grads), "bootstrap_fraction": fraction}
+    metrics = {"loss": value, "iou": iou, "grad_norm": optax.tree.norm(grads), "bootstrap_fraction": fraction}
     if learning_rate is not None:
       metrics["learning_rate"] = jnp.asarray(learning_rate(state.step), jnp.float32)
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics

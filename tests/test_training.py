@@ -1,0 +1,224 @@
+"""Training with the real `stcn-tiny`: sharded == single device, learning, kill-and-resume, the CLI, every config.
+
+Every test here runs the smoke config with `TEST_OVERRIDES` (8 clips of 3 frames at 32x32), so they all compile
+the same programs: the persistent compilation cache (a per-session folder) makes each compile happen once.
+"""
+
+import glob
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+from jax.experimental.compilation_cache import compilation_cache as jax_cache
+
+from jaxvos.cli import main as cli_main
+from jaxvos.cli import train as train_cli
+from jaxvos.training import checkpoint as checkpoint_lib
+from jaxvos.training import data as data_lib
+from jaxvos.training import loop, sharding
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SMOKE_CONFIG = str(REPO / "experiments" / "stcn" / "smoke.py")
+TEST_OVERRIDES = [
+    "--config.data.batch_size=8", "--config.data.crop_hw=32,32", "--config.data.synthetic_videos=8",
+    "--config.data.synthetic_hw=48,64", "--config.data.synthetic_frames=8", "--config.data.threads=1",
+    "--config.data.prefetch=2", "--config.optimizer.learning_rate=1e-4", "--config.optimizer.schedule=constant",
+    "--config.optimizer.warmup_steps=0", "--config.train.log_every=1", "--config.train.checkpoint_every=2",
+    "--config.val.every=0",
+]
+
+
+def enable_compilation_cache(directory: pathlib.Path):
+  """Turns the persistent compilation cache on (returns the previous settings for `restore_compilation_cache`)."""
+  previous = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
+  jax.config.update("jax_compilation_cache_dir", str(directory))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  jax_cache.reset_cache()
+  return previous
+
+
+def restore_compilation_cache(previous) -> None:
+  jax.config.update("jax_compilation_cache_dir", previous[0])
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
+  jax_cache.reset_cache()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache(tmp_path_factory):
+  directory = tmp_path_factory.getbasetemp() / "jax-compilation-cache"
+  previous = enable_compilation_cache(directory)
+  yield directory
+  restore_compilation_cache(previous)
+
+
+class Run:
+  """The smoke config with the test overrides, built the way the train command builds it."""
+
+  def __init__(self, *extra: str):
+    self.config = train_cli.load_config(SMOKE_CONFIG, TEST_OVERRIDES + list(extra))
+    self.family, _ = train_cli.build_families(self.config)
+    self.optimizer, self.train_step = train_cli.build_train_step(self.config, self.family)
+    self.items, _ = train_cli.build_items(self.config)
+    self.options = train_cli.build_loop_options(self.config)
+
+  def dataset(self, shard_index=0, shard_count=1):
+    return data_lib.clip_dataset(self.items, train_cli.build_clip_spec(self.config), static=False,
+                                 global_batch_size=self.config.data.batch_size, seed=self.config.data.seed,
+                                 shard_index=shard_index, shard_count=shard_count)
+
+  def state(self, mesh):
+    return loop.initial_state(self.family, self.optimizer, mesh, seed=0, init_hw=self.options.init_hw)
+
+  def steps(self, mesh, batches, state=None):
+    """(state, [metrics]) after training on `batches` (NumPy global batches)."""
+    state = self.state(mesh) if state is None else state
+    compiled = sharding.compile_train_step(self.train_step, mesh, state)
+    history = []
+    for batch in batches:
+      state, metrics = compiled(state, sharding.device_batch(batch, mesh))
+      history.append(sharding.host_copy(metrics))
+    return state, history
+
+  def train(self, workdir, total_steps, mesh=None):
+    options = loop.LoopOptions(**{**self.options.__dict__, "total_steps": total_steps})
+    return loop.train(self.family, self.optimizer, self.train_step, dataset=self.dataset(), workdir=str(workdir),
+                      mesh=mesh or sharding.make_mesh(1), options=options, clips_per_step=8)
+
+
+@pytest.fixture(scope="module")
+def run():
+  return Run()
+
+
+def assert_trees_close(a, b, atol):
+  for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=0, err_msg=jax.tree_util.keystr(path))
+
+
+def assert_trees_equal(a, b):
+  for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=jax.tree_util.keystr(path))
+
+
+def test_sharded_step_matches_single_device_step(run):
+  assert len(jax.devices()) == 8
+  batches = [run.dataset()[i] for i in range(2)]
+  single, single_metrics = run.steps(sharding.make_mesh(1), batches)
+  sharded, sharded_metrics = run.steps(sharding.make_mesh(8), batches)
+  assert sharded.params["decoder"]["pred"]["kernel"].sharding.mesh.size == 8
+  assert int(sharding.host_copy(sharded.step)) == 2
+  changed = jax.tree.map(lambda a, b: np.abs(np.asarray(a) - np.asarray(b)).max(), sharded.params,
+                         run.state(sharding.make_mesh(1)).params)
+  assert max(jax.tree.leaves(changed)) > 1e-5  # the step did move the parameters
+  assert_trees_close(sharding.host_copy(sharded.params), sharding.host_copy(single.params), atol=1e-5)
+  for ours, theirs in zip(sharded_metrics, single_metrics):
+    np.testing.assert_allclose(ours["loss"], theirs["loss"], rtol=1e-5)
+
+
+def test_a_few_steps_on_synthetic_video_reduce_the_loss(run):
+  batch = run.dataset()[0]
+  _, history = run.steps(sharding.make_mesh(1), [batch] * 6)
+  losses = [float(m["loss"]) for m in history]
+  assert all(np.isfinite(losses))
+  assert losses[-1] < 0.8 * losses[0], losses
+
+
+def metric_lines(workdir, key="loss"):
+  """[(step, value)] of the training reports in a run's metrics.jsonl."""
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    return [(r["step"], r[key]) for r in map(json.loads, f) if key in r]
+
+
+def data_position(workdir, step):
+  with open(os.path.join(workdir, "checkpoints", str(step), "data", "process_0-of-1.json"), encoding="utf-8") as f:
+    return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def straight(run, tmp_path_factory):
+  """An uninterrupted run of 8 steps: (workdir, final state)."""
+  workdir = tmp_path_factory.mktemp("straight")
+  return workdir, run.train(workdir, 8)
+
+
+def test_kill_during_a_save_then_resume_is_bit_identical(run, straight, tmp_path):
+  straight_dir, straight_state = straight
+  workdir = tmp_path / "interrupted"
+  run.train(workdir, 4)
+  # The process died while saving step 4: orbax's unfinished folder, nothing under the final name.
+  checkpoints = workdir / "checkpoints"
+  os.rename(checkpoints / "4", checkpoints / "4.orbax-checkpoint-tmp-1790000000123456")
+  (checkpoints / "4.orbax-checkpoint-tmp-1790000000123456" / "commit_success.txt").unlink(missing_ok=True)
+  resumed = run.train(workdir, 8)
+  assert int(sharding.host_copy(resumed.step)) == 8
+  assert_trees_equal(sharding.host_copy(resumed.params), sharding.host_copy(straight_state.params))
+  assert_trees_equal(sharding.host_copy(resumed.opt_state), sharding.host_copy(straight_state.opt_state))
+  # The same data order: every step's loss, bit for bit, and the iterator position at the end.
+  assert metric_lines(workdir) == metric_lines(straight_dir)
+  assert [s for s, _ in metric_lines(workdir)] == list(range(1, 9))
+  assert data_position(workdir, 8) == data_position(straight_dir, 8)
+  assert not glob.glob(str(checkpoints / "*tmp*"))
+
+
+def test_a_killed_train_command_resumes_where_its_last_checkpoint_was(run, straight, tmp_path, compilation_cache):
+  """SIGKILL the train command as soon as it has saved a checkpoint (possibly mid-way through the next save)."""
+  straight_dir, straight_state = straight
+  workdir = tmp_path / "killed"
+  env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(compilation_cache),
+         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5"}
+  command = [sys.executable, "-m", "jaxvos", "train", "--config", SMOKE_CONFIG, "--workdir", str(workdir),
+             "--devices", "1", *TEST_OVERRIDES, "--config.train.steps=1000"]
+  process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  try:
+    deadline = time.monotonic() + 240
+    while not (workdir / "checkpoints" / "2").is_dir():
+      assert process.poll() is None, process.stderr.read().decode()[-2000:]
+      assert time.monotonic() < deadline, "no checkpoint within 240 s"
+      time.sleep(0.02)
+  finally:
+    process.kill()
+    process.wait()
+  latest = checkpoint_lib.Checkpointer(workdir).latest_step()
+  assert latest is not None and latest < 8
+  resumed = run.train(workdir, 8)
+  assert_trees_equal(sharding.host_copy(resumed.params), sharding.host_copy(straight_state.params))
+  assert metric_lines(workdir) == metric_lines(straight_dir)
+
+
+def test_train_command_end_to_end(tmp_path, capsys):
+  workdir = tmp_path / "cli"
+  status = cli_main.main([
+      "train", "--config", SMOKE_CONFIG, "--workdir", str(workdir), "--devices", "1", *TEST_OVERRIDES,
+      "--config.train.steps=2", "--config.val.every=2", "--config.val.synthetic_videos=2",
+      "--config.val.synthetic_hw=48,64", "--config.val.synthetic_frames=6"])
+  out = capsys.readouterr().out
+  assert status == 0, out
+  assert "step 2/2" in out and "steps/s" in out and "ETA" in out and "validation at step 2: j_and_f" in out
+  assert "copy-first-mask baseline" in out
+  records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in records if "loss" in r] == [1, 2]
+  val = [r for r in records if "val/j_and_f" in r]
+  assert len(val) == 1 and 0.0 <= val[0]["val/j_and_f"] <= 1.0
+  assert (workdir / "checkpoints" / "2" / "state").is_dir() and (workdir / "best" / "2" / "state").is_dir()
+  assert glob.glob(str(workdir / "tensorboard" / "events.out.tfevents.*"))
+  baseline = json.loads((workdir / "baseline.json").read_text())["copy_first_mask"]
+  assert 0.0 < baseline["j_and_f"] <= 1.0
+  assert json.loads((workdir / "config.json").read_text())["model"] == "stcn-tiny"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.optimizer.learning_rate=fast", "could not convert"),
+    ("--config.optimizer.no_such_field=1", "no such field"),
+    ("--confg.train.steps=3", "overrides look like"),
+])
+def test_train_command_refuses_bad_overrides(override, message, tmp_path, capsys):
+  with pytest.raises(SystemExit) as error:
+    cli_main.main(["train", "--config", SMOKE_CONFIG, "--workdir", str(tmp_path), override])
+  assert message in str(error.value)
