@@ -74,13 +74,17 @@ class Checkpointer:
         state=ocp.args.StandardSave(state),
         data=grain.checkpoint.CheckpointSave(_IteratorStateSnapshot(iterator.get_state()))), force=True)
 
-  def restore(self, like: TrainState, iterator: grain.DatasetIterator, step: int | None = None) -> TrainState:
-    """The state saved at `step` (default the latest), placed like `like`; moves `iterator` to its position."""
+  def restore(self, like: TrainState, iterator: grain.DatasetIterator | None = None,
+              step: int | None = None) -> TrainState:
+    """The state saved at `step` (default the latest), placed like `like`; moves `iterator` to its position.
+
+    Without an iterator only the state is read (e.g. to inspect a run made by another number of processes).
+    """
     step = self.latest_step() if step is None else step
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state(like)),
-        data=grain.checkpoint.CheckpointRestore(iterator)))
-    return restored.state
+    items = {"state": ocp.args.StandardRestore(abstract_state(like))}
+    if iterator is not None:
+      items["data"] = grain.checkpoint.CheckpointRestore(iterator)
+    return self._manager.restore(step, args=ocp.args.Composite(**items)).state
 
   def save_best(self, state: TrainState, score: float) -> None:
     """Offers the state with its validation J&F; orbax keeps the best one."""

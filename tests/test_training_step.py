@@ -1,0 +1,197 @@
+"""The train step and loop mechanics, with a toy family that compiles in a second: gradient accumulation, remat,
+bfloat16 compute, the bootstrapping schedule, non-finite losses, schedules, and what the unroll feeds the model."""
+
+import dataclasses
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from data_pipelines import sampling, synthetic
+from jaxvos.ops import attention
+from jaxvos.training import loop, optimizer as optimizer_lib, sharding, step as step_lib
+from jaxvos.training.checkpoint import Checkpointer
+from jaxvos.training.state import create_train_state
+
+
+class ToyNet(nn.Module):
+  @nn.compact
+  def __call__(self, frame):
+    x = nn.Conv(8, (3, 3), padding=((1, 1), (1, 1)), name="conv")(frame)
+    return nn.relu(nn.BatchNorm(use_running_average=True, name="bn")(x))
+
+
+@flax.struct.dataclass
+class ToyMemory:
+  prototypes: jax.Array    # [b o c]
+  object_valid: jax.Array  # [b o]
+  count: jax.Array         # [] frames written
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyFamily:
+  """A protocol-conforming family: per-object mean features as memory, written from detached predictions."""
+  name: str = "toy"
+  config: None = None
+
+  def init(self, rng, frame_hw=(32, 32)):
+    return ToyNet().init(rng, jnp.zeros((1, *frame_hw, 3)))
+
+  def _prototypes(self, feats, probs):
+    weights = probs / (jnp.sum(probs, axis=(2, 3), keepdims=True) + 1e-3)
+    return jnp.einsum("bhwc,bohw->boc", feats, weights.astype(feats.dtype))
+
+  def init_memory(self, variables, frame, masks, object_valid):
+    feats = ToyNet().apply(variables, frame)
+    return ToyMemory(self._prototypes(feats, masks), object_valid, jnp.ones((), jnp.int32))
+
+  def step(self, variables, memory, frame, new_masks, new_object_valid):
+    del new_masks, new_object_valid  # training clips never introduce objects
+    feats = ToyNet().apply(variables, frame)
+    scores = jnp.einsum("bhwc,boc->bohw", feats, memory.prototypes)
+    logits = attention.aggregate(jax.nn.sigmoid(scores.astype(jnp.float32) - 1.0), memory.object_valid)
+    probs = jax.lax.stop_gradient(jax.nn.softmax(logits, axis=1)[:, 1:])
+    count = memory.count.astype(jnp.float32)
+    prototypes = (memory.prototypes * count + self._prototypes(feats, probs)) / (count + 1)
+    return memory.replace(prototypes=prototypes.astype(memory.prototypes.dtype), count=memory.count + 1), logits
+
+
+FAMILY = ToyFamily()
+SPEC = sampling.ClipSpec(num_frames=3, crop_hw=(32, 32), max_objects=2)
+VIDEOS = [synthetic.SyntheticSequence(s, synthetic.SyntheticConfig(height=48, width=64, num_frames=8)) for s in range(6)]
+
+
+def dataset(batch_size=8):
+  return sampling.clip_dataset(VIDEOS, sampling.VideoClipSampler(SPEC, batch_size), seed=0)
+
+
+def fresh_state(optimizer):
+  return create_train_state(FAMILY.init(jax.random.PRNGKey(0)), optimizer, jax.random.PRNGKey(1))
+
+
+def run_steps(train_step, state, batches):
+  compiled = jax.jit(train_step)
+  history = []
+  for batch in batches:
+    state, metrics = compiled(state, {k: jnp.asarray(batch[k]) for k in sharding.BATCH_KEYS})
+    history.append(jax.device_get(metrics))
+  return state, history
+
+
+def max_difference(a, b):
+  return max(float(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)).max())
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_gradient_accumulation_equals_one_step_on_the_whole_batch():
+  batch = dataset(8)[0]
+  halves = [{k: v[:4] for k, v in batch.items()}, {k: v[4:] for k, v in batch.items()}]
+  whole_opt = optimizer_lib.make_optimizer(optimizer_lib.OptimizerSpec(learning_rate=1e-2, schedule="constant"))
+  accum_opt = optimizer_lib.make_optimizer(optimizer_lib.OptimizerSpec(learning_rate=1e-2, schedule="constant",
+                                                                       accumulate_steps=2))
+  whole, _ = run_steps(step_lib.make_train_step(FAMILY, whole_opt), fresh_state(whole_opt), [batch])
+  accumulated, _ = run_steps(step_lib.make_train_step(FAMILY, accum_opt), fresh_state(accum_opt), halves[:1])
+  assert max_difference(accumulated.params, fresh_state(accum_opt).params) == 0.0  # no update after one half
+  accumulated, _ = run_steps(step_lib.make_train_step(FAMILY, accum_opt), accumulated, halves[1:])
+  assert max_difference(whole.params, fresh_state(whole_opt).params) > 1e-3
+  assert max_difference(accumulated.params, whole.params) < 1e-6
+
+
+def test_remat_changes_nothing_but_memory():
+  optimizer = optimizer_lib.make_optimizer(optimizer_lib.OptimizerSpec(learning_rate=1e-2, schedule="constant"))
+  batches = [dataset()[0]]
+  plain, plain_metrics = run_steps(step_lib.make_train_step(FAMILY, optimizer, remat=False), fresh_state(optimizer),
+                                   batches)
+  remat, remat_metrics = run_steps(step_lib.make_train_step(FAMILY, optimizer, remat=True), fresh_state(optimizer),
+                                   batches)
+  assert max_difference(plain.params, remat.params) < 1e-6
+  np.testing.assert_allclose(plain_metrics[0]["loss"], remat_metrics[0]["loss"], rtol=1e-6)
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_a_close_loss():
+  optimizer = optimizer_lib.make_optimizer(optimizer_lib.OptimizerSpec(learning_rate=1e-2, schedule="constant"))
+  batches = [dataset()[0]]
+  full, full_metrics = run_steps(step_lib.make_train_step(FAMILY, optimizer), fresh_state(optimizer), batches)
+  half, half_metrics = run_steps(step_lib.make_train_step(FAMILY, optimizer, compute_dtype=jnp.bfloat16),
+                                 fresh_state(optimizer), batches)
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(half.params))
+  assert np.isfinite(half_metrics[0]["loss"])
+  np.testing.assert_allclose(half_metrics[0]["loss"], full_metrics[0]["loss"], rtol=0.03)
+  assert max_difference(half.params, full.params) < 0.05  # one step of lr 1e-2 moves each weight by ~1e-2
+
+
+def test_bootstrapped_fraction_follows_the_step_and_reports_the_learning_rate():
+  spec = optimizer_lib.OptimizerSpec(learning_rate=1e-2, schedule="cosine", warmup_steps=2, total_steps=6)
+  optimizer = optimizer_lib.make_optimizer(spec)
+  train_step = step_lib.make_train_step(
+      FAMILY, optimizer, loss=step_lib.LossSpec(bootstrapped=True, start_step=1, end_step=3, final_fraction=0.2),
+      learning_rate=optimizer_lib.learning_rate_schedule(spec))
+  _, history = run_steps(train_step, fresh_state(optimizer), [dataset()[i] for i in range(5)])
+  np.testing.assert_allclose([m["bootstrap_fraction"] for m in history], [1.0, 1.0, 0.6, 0.2, 0.2], rtol=1e-6)
+  np.testing.assert_allclose([m["learning_rate"] for m in history[:3]], [0.0, 5e-3, 1e-2], rtol=1e-6)
+
+
+def test_schedules():
+  cosine = optimizer_lib.learning_rate_schedule(optimizer_lib.OptimizerSpec(
+      learning_rate=1.0, warmup_steps=10, total_steps=110, final_fraction=0.1))
+  np.testing.assert_allclose([cosine(0), cosine(5), cosine(10), cosine(60), cosine(110)],
+                             [0.0, 0.5, 1.0, 0.55, 0.1], rtol=1e-5, atol=1e-7)
+  steps = optimizer_lib.learning_rate_schedule(optimizer_lib.OptimizerSpec(
+      learning_rate=1.0, schedule="steps", decay_boundaries=(100, 200), decay_factor=0.1))
+  np.testing.assert_allclose([steps(99), steps(100), steps(250)], [1.0, 0.1, 0.01], rtol=1e-6)
+  with pytest.raises(ValueError, match="schedule"):
+    optimizer_lib.OptimizerSpec(schedule="linear")
+
+
+def test_unroll_sees_only_the_first_frames_labels():
+  variables = FAMILY.init(jax.random.PRNGKey(0))
+  batch = dataset()[0]
+  frames = jnp.asarray(batch["frames"]).astype(jnp.float32) / 255.0
+  logits = step_lib.unroll_clip(FAMILY, variables, frames, batch["labels"], batch["object_valid"])
+  assert logits.shape == (2, 8, 3, 32, 32)
+  scrambled = batch["labels"].copy()
+  scrambled[:, 1:] = np.flip(scrambled[:, 1:], axis=-1)
+  again = step_lib.unroll_clip(FAMILY, variables, frames, scrambled, batch["object_valid"])
+  np.testing.assert_array_equal(logits, again)
+  first_changed = batch["labels"].copy()
+  first_changed[:, 0] = 0
+  first_changed[:, 0, :8, :8] = 1
+  assert not np.allclose(step_lib.unroll_clip(FAMILY, variables, frames, first_changed, batch["object_valid"]),
+                         logits)
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+  optimizer = optimizer_lib.make_optimizer(optimizer_lib.OptimizerSpec(learning_rate=1e-2, schedule="constant"))
+  healthy = step_lib.make_train_step(FAMILY, optimizer)
+
+  def poisoned(state, batch):  # from the 5th step on, the loss and the parameters are NaN
+    state, metrics = healthy(state, batch)
+    bad = state.step >= 5
+    metrics["loss"] = jnp.where(bad, jnp.nan, metrics["loss"])
+    return state.replace(params=jax.tree.map(lambda p: jnp.where(bad, jnp.nan, p), state.params)), metrics
+
+  options = loop.LoopOptions(total_steps=10, log_every=3, checkpoint_every=2, init_hw=(32, 32), data_threads=1)
+  with pytest.raises(loop.NonFiniteLoss, match="non-finite loss at step 5; .* last good checkpoint is step 4"):
+    loop.train(FAMILY, optimizer, poisoned, dataset=dataset(), workdir=str(tmp_path), mesh=sharding.make_mesh(1),
+               options=options, clips_per_step=8)
+  checkpointer = Checkpointer(str(tmp_path))
+  assert checkpointer.latest_step() == 4
+  like = loop.initial_state(FAMILY, optimizer, sharding.make_mesh(1), seed=0, init_hw=(32, 32))
+  restored = checkpointer.restore(like)
+  checkpointer.close()
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(restored.params))
+  assert max_difference(restored.params, like.params) > 0  # it did train before the failure
+
+
+def test_loss_is_mean_over_frames_and_videos():
+  logits = jnp.asarray(np.random.default_rng(0).normal(size=(2, 3, 3, 4, 5)), jnp.float32)  # [t b o+1 h w]
+  labels = jnp.asarray(np.random.default_rng(1).integers(0, 3, (2, 3, 4, 5)), jnp.uint8)
+  valid = jnp.ones((3, 2), bool)
+  per_frame = [float(optax.softmax_cross_entropy_with_integer_labels(
+      jnp.moveaxis(logits[t], 1, -1), labels[t].astype(jnp.int32)).mean()) for t in range(2)]
+  np.testing.assert_allclose(step_lib.clip_loss(logits, labels, valid, jnp.float32(1.0)), np.mean(per_frame),
+                             rtol=1e-6)
