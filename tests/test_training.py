@@ -222,3 +222,13 @@ def test_train_command_refuses_bad_overrides(override, message, tmp_path, capsys
   with pytest.raises(SystemExit) as error:
     cli_main.main(["train", "--config", SMOKE_CONFIG, "--workdir", str(tmp_path), override])
   assert message in str(error.value)
+
+
+def test_training_can_start_from_imported_weights(run, tmp_path):
+  from jaxvos.convert.io import save_model  # pylint: disable=g-import-not-at-top
+  imported = run.family.init(jax.random.PRNGKey(5), (32, 32))
+  save_model(tmp_path / "imported", run.family, imported, source="test")
+  start = loop.train(run.family, run.optimizer, run.train_step, dataset=run.dataset(), workdir=str(tmp_path / "w"),
+                     mesh=sharding.make_mesh(1), options=loop.LoopOptions(total_steps=0, init_hw=(32, 32)),
+                     clips_per_step=8, init_from=str(tmp_path / "imported"))
+  assert_trees_equal(sharding.host_copy(start.variables()), imported)

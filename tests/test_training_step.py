@@ -195,3 +195,17 @@ def test_loss_is_mean_over_frames_and_videos():
       jnp.moveaxis(logits[t], 1, -1), labels[t].astype(jnp.int32)).mean()) for t in range(2)]
   np.testing.assert_allclose(step_lib.clip_loss(logits, labels, valid, jnp.float32(1.0)), np.mean(per_frame),
                              rtol=1e-6)
+
+
+def test_a_new_stage_starts_from_a_previous_runs_parameters_with_a_fresh_optimizer(tmp_path):
+  first_opt = optimizer_lib.make_optimizer(optimizer_lib.OptimizerSpec(learning_rate=1e-2, schedule="constant"))
+  options = loop.LoopOptions(total_steps=2, log_every=1, checkpoint_every=2, init_hw=(32, 32), data_threads=1)
+  mesh = sharding.make_mesh(1)
+  first = loop.train(FAMILY, first_opt, step_lib.make_train_step(FAMILY, first_opt), dataset=dataset(),
+                     workdir=str(tmp_path / "static"), mesh=mesh, options=options, clips_per_step=8)
+  second_opt = optimizer_lib.make_optimizer(optimizer_lib.OptimizerSpec(learning_rate=1e-3, accumulate_steps=2))
+  start = loop.train(FAMILY, second_opt, step_lib.make_train_step(FAMILY, second_opt), dataset=dataset(),
+                     workdir=str(tmp_path / "video"), mesh=mesh, options=dataclasses.replace(options, total_steps=0),
+                     clips_per_step=8, init_from=str(tmp_path / "static"))
+  assert max_difference(start.params, first.params) == 0.0
+  assert int(start.step) == 0 and int(start.opt_state.mini_step) == 0

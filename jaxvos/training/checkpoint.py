@@ -108,14 +108,27 @@ class Checkpointer:
 
 
 def restore_variables(path: str, like: TrainState, *, best: bool = False) -> dict[str, Any]:
-  """`{"params", "batch_stats"}` of another run (its workdir), to start a new stage from (the optimizer restarts).
+  """`{"params", "batch_stats"}` to start a new run from (its optimizer starts afresh), placed like `like`.
 
-  `like` gives the structure and placement; `best` takes the best validation checkpoint instead of the latest.
+  `path` is a previous run's workdir (its latest checkpoint, or its best one with `best`; the optimizer state it
+  holds may differ from this run's) or a model directory written by `jaxvos convert` (imported weights). The
+  variables must fit the model being trained.
   """
-  directory = os.path.join(os.path.abspath(path), "best" if best else "checkpoints")
+  path = os.path.abspath(path)
+  if os.path.isfile(os.path.join(path, "model.json")):
+    from jaxvos.convert.io import load_model  # pylint: disable=g-import-not-at-top
+    _, variables = load_model(path)
+    variables = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+    shapes = lambda tree: jax.tree.map(lambda x: tuple(x.shape), tree)  # noqa: E731
+    if shapes(variables) != shapes(like.variables()):
+      raise ValueError(f"{path} holds the variables of another model than the one being trained")
+    return variables
+  directory = os.path.join(path, "best" if best else "checkpoints")
+  target = abstract_state(like).variables()
   with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
     step = manager.best_step() if best else manager.latest_step()
     if step is None:
-      raise FileNotFoundError(f"no checkpoint in {directory}")
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state(like))))
-  return restored.state.variables()
+      raise FileNotFoundError(f"no checkpoint in {directory} (and no model.json in {path})")
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True)))
+  return restored.state
