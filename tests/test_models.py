@@ -58,8 +58,8 @@ def test_permuting_objects_permutes_outputs(name):
   order = np.array([2, 0, 1])
   probs = _probs(_segment(name, frames, masks, valid))
   permuted = _probs(_segment(name, frames, masks[:, order], valid))
-  np.testing.assert_allclose(permuted[:, :, 1:], probs[:, :, 1:][:, :, order], atol=1e-5)
-  np.testing.assert_allclose(permuted[:, :, 0], probs[:, :, 0], atol=1e-5)
+  np.testing.assert_allclose(permuted[:, :, 1:], probs[:, :, 1:][:, :, order], atol=1e-4)
+  np.testing.assert_allclose(permuted[:, :, 0], probs[:, :, 0], atol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["stcn-tiny", "stm-tiny"])

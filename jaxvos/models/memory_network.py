@@ -36,9 +36,10 @@ class MemoryNetwork:
   top_k: int | None = None
 
   def init(self, rng: jax.Array, frame_hw: tuple[int, int] = (64, 64)):
+    """Random variables, as one compiled program (op by op, a ResNet's initialisers take ~200 compilations)."""
     frame = jnp.zeros((1, *frame_hw, 3), jnp.float32)
     masks = jnp.zeros((1, 1, *frame_hw), jnp.float32)
-    return self.module.init(rng, frame, masks, method="initialize")
+    return jax.jit(lambda rng: self.module.init(rng, frame, masks, method="initialize"))(rng)
 
   def init_memory(self, variables, frame: jax.Array, masks: jax.Array, object_valid: jax.Array
                   ) -> KeyValueMemory:
