@@ -1,0 +1,41 @@
+"""`bench segment` compares like with like: its PyTorch driver and jaxvos give the same masks."""
+
+import argparse
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("stcnbuf")
+
+from jaxvos.bench import segment as bench  # noqa: E402
+from jaxvos.convert.from_torch import import_torch  # noqa: E402
+from jaxvos.inference import Segmenter  # noqa: E402
+from tests.torch_reference import torchvision_standin  # noqa: E402
+
+
+def test_torch_driver_and_jaxvos_agree_through_ring_wraps(tmp_path):
+  """3 slots written every 2 frames: the ring wraps four times in 12 frames, on both sides alike."""
+  args = argparse.Namespace(size=64, objects=2, slots=3, every=2)
+  weights = str(tmp_path / "stcn.pth")
+  threads = torch.get_num_threads()
+  torch.set_num_threads(1)
+  try:
+    bench._write_reference_weights(weights, args)
+    with torchvision_standin.installed():
+      from stcnbuf.model import eval_network  # pylint: disable=g-import-not-at-top
+      model = eval_network.STCN()
+    model.load_state_dict(torch.load(weights, weights_only=True))
+    reference = bench._TorchBoundedSTCN(model.eval(), args.objects, args.slots, args.every, "cpu")
+    memory = {"slots": args.slots, "every": args.every, "max_pinned": 1, "temporary": False}
+    family, variables, _ = import_torch("stcn", weights, memory=memory, top_k=20)
+    stream = Segmenter(family, variables, size=-1).stream([1, 2])
+    annotation = bench._first_mask(args.size, args.objects)
+    with torch.inference_mode():
+      for t, frame in enumerate(bench._frames(12, args.size)):
+        ours, theirs = stream(frame, annotation if t == 0 else None), reference(frame, annotation if t == 0 else None)
+        assert ours.shape == theirs.shape == (64, 114)
+        assert (ours == theirs).mean() > 0.999, t  # a pixel at a near-tie may flip
+        assert len(np.unique(ours)) > 1
+  finally:
+    torch.set_num_threads(threads)
