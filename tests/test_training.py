@@ -35,27 +35,29 @@ TEST_OVERRIDES = [
 ]
 
 
-def enable_compilation_cache(directory: pathlib.Path):
-  """Turns the persistent compilation cache on (returns the previous settings for `restore_compilation_cache`)."""
-  previous = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
-  jax.config.update("jax_compilation_cache_dir", str(directory))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-  jax_cache.reset_cache()
-  return previous
-
-
-def restore_compilation_cache(previous) -> None:
-  jax.config.update("jax_compilation_cache_dir", previous[0])
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
-  jax_cache.reset_cache()
+_CACHE_VARIABLES = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def compilation_cache(tmp_path_factory):
+  """The persistent compilation cache in a per-session folder, for this process, the `jaxvos` CLI called in it
+  (which keeps a cache named by these variables) and the processes it starts; restored afterwards."""
   directory = tmp_path_factory.getbasetemp() / "jax-compilation-cache"
-  previous = enable_compilation_cache(directory)
+  previous = ({name: os.environ.get(name) for name in _CACHE_VARIABLES},
+              jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
+  os.environ.update(dict(zip(_CACHE_VARIABLES, (str(directory), "0.5"))))
+  jax.config.update("jax_compilation_cache_dir", str(directory))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  jax_cache.reset_cache()
   yield directory
-  restore_compilation_cache(previous)
+  for name, value in previous[0].items():
+    if value is None:
+      os.environ.pop(name, None)
+    else:
+      os.environ[name] = value
+  jax.config.update("jax_compilation_cache_dir", previous[1])
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[2])
+  jax_cache.reset_cache()
 
 
 class Run:
@@ -171,11 +173,10 @@ def test_a_killed_train_command_resumes_where_its_last_checkpoint_was(run, strai
   """SIGKILL the train command as soon as it has saved a checkpoint (possibly mid-way through the next save)."""
   straight_dir, straight_state = straight
   workdir = tmp_path / "killed"
-  env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(compilation_cache),
-         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5"}
+  del compilation_cache  # its variables are in the environment the process inherits
   command = [sys.executable, "-m", "jaxvos", "train", "--config", SMOKE_CONFIG, "--workdir", str(workdir),
              "--devices", "1", *TEST_OVERRIDES, "--config.train.steps=1000"]
-  process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
   try:
     deadline = time.monotonic() + 240
     while not (workdir / "checkpoints" / "2").is_dir():
@@ -201,7 +202,7 @@ def test_train_command_end_to_end(tmp_path, capsys):
   out = capsys.readouterr().out
   assert status == 0, out
   assert "step 2/2" in out and "steps/s" in out and "ETA" in out and "validation at step 2: j_and_f" in out
-  assert "copy-first-mask baseline" in out
+  assert "copy-first-mask baseline" in out and "exported" in out
   records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert [r["step"] for r in records if "loss" in r] == [1, 2]
   val = [r for r in records if "val/j_and_f" in r]
@@ -211,6 +212,13 @@ def test_train_command_end_to_end(tmp_path, capsys):
   baseline = json.loads((workdir / "baseline.json").read_text())["copy_first_mask"]
   assert 0.0 < baseline["j_and_f"] <= 1.0
   assert json.loads((workdir / "config.json").read_text())["model"] == "stcn-tiny"
+  # The exports load as inference models with the test-time configuration (top-k 20).
+  from jaxvos.convert.io import load_model  # pylint: disable=g-import-not-at-top
+  for name in ("final", "best"):
+    family, variables = load_model(workdir / "export" / name)
+    assert family.name == "stcn-tiny" and family.top_k == 20
+  state = checkpoint_lib.Checkpointer(workdir).restore(Run().state(sharding.make_mesh(1)))
+  assert_trees_equal(variables, sharding.host_copy(state.variables()))
 
 
 @pytest.mark.parametrize("override, message", [
@@ -232,3 +240,15 @@ def test_training_can_start_from_imported_weights(run, tmp_path):
                      mesh=sharding.make_mesh(1), options=loop.LoopOptions(total_steps=0, init_hw=(32, 32)),
                      clips_per_step=8, init_from=str(tmp_path / "imported"))
   assert_trees_equal(sharding.host_copy(start.variables()), imported)
+
+
+def test_bench_train_prints_clips_per_second(capsys):
+  overrides = [arg for o in TEST_OVERRIDES for arg in ("--override", o[len("--config."):])]
+  status = cli_main.main(["bench", "train", "--config", SMOKE_CONFIG, "--devices", "1", "--steps", "2",
+                          "--warmup", "0", *overrides])
+  out = capsys.readouterr().out
+  assert status == 0, out
+  assert "global batch 8 clips of 3x32x32, 1 cpu device(s)" in out
+  for label in ("step only", "with data loading"):
+    line = next(line for line in out.splitlines() if line.startswith(label))
+    assert float(line.split("steps/s")[1].split("clips/s")[0]) > 0

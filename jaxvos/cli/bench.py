@@ -12,6 +12,7 @@ DESCRIPTION = "Speed benchmarks; each prints its measurements (record them in ex
 BENCHMARKS = {
     "metric": ("jaxvos.bench.metric", "J&F speed: jaxvos against the official DAVIS functions on one workload"),
     "segment": ("jaxvos.bench.segment", "per-frame latency and peak memory: jaxvos against PyTorch STCN"),
+    "train": ("jaxvos.bench.train", "training throughput (clips/s) of a config on N devices"),
 }
 
 

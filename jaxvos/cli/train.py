@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--coordinator", help="multi-host coordinator HOST:PORT (implies --distributed)")
   parser.add_argument("--num-processes", type=int, help="multi-host: number of processes")
   parser.add_argument("--process-id", type=int, help="multi-host: this process's index")
+  parser.add_argument("--export-only", action="store_true",
+                      help="only write <workdir>/export/{final,best} from the run's checkpoints (no training)")
 
 
 ACCEPTS_EXTRA = True
@@ -71,7 +73,7 @@ def _parse_value(text: str, current: Any) -> Any:
   if isinstance(current, float):
     return float(text)
   if isinstance(current, (tuple, list)):
-    value = ast.literal_eval(text) if text.strip()[:1] in "([" else [
+    value = ast.literal_eval(text) if text.strip().startswith(("(", "[")) else [
         ast.literal_eval(part) if part.strip()[:1].isdigit() or part.strip()[:1] == "-" else part.strip()
         for part in text.split(",") if part.strip()]
     return type(current)(value if isinstance(value, (tuple, list)) else [value])
@@ -212,14 +214,59 @@ def _write_run_files(workdir: str, config: ml_collections.ConfigDict, baseline: 
       json.dump({"copy_first_mask": baseline}, f, indent=2)
 
 
+def _validator(config: ml_collections.ConfigDict, eval_family):
+  """(validator, copy-first-mask baseline scores), or (None, None) when validation is off."""
+  from jaxvos.training import validation  # pylint: disable=g-import-not-at-top
+  videos = build_validation_videos(config)
+  if not videos:
+    return None, None
+  baseline = validation.summary(validation.score(videos, validation.copy_first_mask(videos)))
+  size = config.val.size
+  return (lambda variables: validation.validate(eval_family, variables, videos, size=size)), baseline
+
+
+def export(workdir: str, config: ml_collections.ConfigDict, state=None, mesh=None) -> list[str]:
+  """Writes `<workdir>/export/final` (`state`, or the latest checkpoint) and `export/best` (the best validation
+  checkpoint, if any) as model directories for `jaxvos segment --checkpoint`; returns the paths written.
+
+  Every process of a multi-process run calls it (restoring is collective); only process 0 writes.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from jaxvos.training import checkpoint as checkpoint_lib, loop, sharding  # pylint: disable=g-import-not-at-top
+  family, eval_family = build_families(config)
+  optimizer, _ = build_train_step(config, family)
+  like = loop.initial_state(family, optimizer, mesh or sharding.make_mesh(1), seed=0,
+                            init_hw=tuple(config.data.crop_hw))
+  checkpointer = checkpoint_lib.Checkpointer(workdir)
+  try:
+    if state is None and checkpointer.latest_step() is not None:
+      state = checkpointer.restore(like)
+    states = {"final": state, "best": checkpointer.restore_best(like)}
+  finally:
+    checkpointer.close()
+  written = []
+  for name, exported in states.items():
+    if exported is not None and jax.process_index() == 0:
+      path = os.path.join(workdir, "export", name)
+      step = int(sharding.host_copy(exported.step))
+      checkpoint_lib.export_model(path, eval_family, sharding.host_copy(exported.variables()),
+                                  source=f"jaxvos train {os.path.abspath(workdir)} step {step}")
+      written.append(f"{path} (step {step})")
+  return written
+
+
 def run(args) -> int:
   sys.stdout.reconfigure(line_buffering=True)
   config = load_config(args.config, args.extra)
+  if args.export_only:
+    for line in export(args.workdir, config) or ["nothing to export: no checkpoint in " + args.workdir]:
+      print(line)
+    return 0
   _initialize_distributed(args)
   import jax  # pylint: disable=g-import-not-at-top
-  from jaxvos.training import data as data_lib, loop, sharding, validation  # pylint: disable=g-import-not-at-top
+  from jaxvos.training import data as data_lib, loop, sharding  # pylint: disable=g-import-not-at-top
   mesh = sharding.make_mesh(args.devices)
-  if config.data.batch_size % (mesh.size) or config.data.batch_size % jax.process_count():
+  if config.data.batch_size % mesh.size:
     raise SystemExit(f"error: batch size {config.data.batch_size} does not divide over {mesh.size} devices")
   family, eval_family = build_families(config)
   optimizer, train_step = build_train_step(config, family)
@@ -227,28 +274,25 @@ def run(args) -> int:
   dataset = data_lib.clip_dataset(items, build_clip_spec(config), static=static,
                                   global_batch_size=config.data.batch_size, seed=config.data.seed,
                                   shard_index=jax.process_index(), shard_count=jax.process_count())
-  videos = build_validation_videos(config)
-  validator, baseline = None, None
-  if videos:
-    baseline = validation.summary(validation.score(videos, validation.copy_first_mask(videos)))
-    size = config.val.size
-    validator = lambda variables: validation.validate(eval_family, variables, videos, size=size)  # noqa: E731
-  is_writer = jax.process_index() == 0
-  if is_writer:
+  validator, baseline = _validator(config, eval_family)
+  writer = jax.process_index() == 0
+  if writer:
     _write_run_files(args.workdir, config, baseline)
     print(f"{config.model}: {len(items)} training {'images' if static else 'videos'}, global batch "
           f"{config.data.batch_size} on {mesh.size} devices ({jax.process_count()} processes, "
-          f"{jax.default_backend()}); {len(videos)} validation videos")
+          f"{jax.default_backend()}); validation {'every %d steps' % config.val.every if validator else 'off'}")
     if baseline:
       print(f"copy-first-mask baseline on the validation videos: J&F {baseline['j_and_f']:.3f}")
   start = time.perf_counter()
   try:
-    loop.train(family, optimizer, train_step, dataset=dataset, workdir=args.workdir, mesh=mesh,
-               options=build_loop_options(config), clips_per_step=config.data.batch_size, validator=validator,
-               init_from=config.train.init_from or None)
+    state = loop.train(family, optimizer, train_step, dataset=dataset, workdir=args.workdir, mesh=mesh,
+                       options=build_loop_options(config), clips_per_step=config.data.batch_size,
+                       validator=validator, init_from=config.train.init_from or None)
   except loop.NonFiniteLoss as error:
     print(f"error: {error}", file=sys.stderr)
     return 1
-  if is_writer:
+  if writer:
     print(f"done: {config.train.steps} steps in {time.perf_counter() - start:.0f} s; workdir {args.workdir}")
+  for line in export(args.workdir, config, state, mesh):
+    print(f"exported {line}")
   return 0

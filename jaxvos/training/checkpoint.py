@@ -5,6 +5,8 @@ Layout under a run's workdir:
   checkpoints/<step>/state/    the `TrainState` (orbax PyTree: params, BatchNorm statistics, optimizer, step, rng)
   checkpoints/<step>/data/     the grain iterator state of each process (`process_<i>-of-<n>.json`)
   best/<step>/state/           the state with the best validation J&F so far (one kept)
+  export/{final,best}/         the variables as `jaxvos convert` model directories (model.json +
+                               variables.safetensors), for `jaxvos segment --checkpoint`
 
 Orbax writes a checkpoint into `<step>.orbax-checkpoint-tmp-*` and renames it when every item is complete, so a
 run killed at any moment (during a save too) leaves only complete checkpoints under their final names; the
@@ -14,6 +16,7 @@ the arrays are written); the data position is captured when `save` is called.
 
 import json
 import os
+import shutil
 from typing import Any
 
 import grain
@@ -97,6 +100,14 @@ class Checkpointer:
   def best_step(self) -> int | None:
     return self._best.best_step()
 
+  def restore_best(self, like: TrainState) -> TrainState | None:
+    """The state with the best validation J&F (None if no validation ran)."""
+    step = self.best_step()
+    if step is None:
+      return None
+    items = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state(like)))
+    return self._best.restore(step, args=items).state
+
   def wait(self) -> None:
     """Blocks until every started save is complete on disk."""
     self._manager.wait_until_finished()
@@ -132,3 +143,16 @@ def restore_variables(path: str, like: TrainState, *, best: bool = False) -> dic
     restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
         item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True)))
   return restored.state
+
+
+def export_model(path: str, family: Any, variables: Any, *, source: str) -> None:
+  """Writes variables as a `jaxvos convert` model directory at `path`, replacing an older export.
+
+  `family` is the one inference should run (e.g. STCN with its test-time top-k and memory policy).
+  """
+  from jaxvos.convert.io import save_model  # pylint: disable=g-import-not-at-top
+  temporary = path + ".tmp"
+  shutil.rmtree(temporary, ignore_errors=True)
+  save_model(temporary, family, variables, source=source)
+  shutil.rmtree(path, ignore_errors=True)
+  os.replace(temporary, path)

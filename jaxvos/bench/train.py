@@ -1,0 +1,65 @@
+"""`python -m jaxvos bench train`: training throughput (clips per second) of a config on N devices.
+
+The config's model, clips, global batch and train step, exactly as `jaxvos train` builds them, on a `data` mesh
+of the first N devices. Three numbers: the compile time of the step; clips/s of the step alone (batches read
+beforehand, so the data pipeline is out of the measurement); and clips/s end to end, the step fed by the grain
+iterator as in training. Nothing is written to disk.
+
+    python -m jaxvos bench train --config experiments/stcn/smoke.py [--devices N] [--steps 20]
+        [--override data.batch_size=8 ...]
+"""
+
+import time
+
+import numpy as np
+
+DESCRIPTION = __doc__.split("\n\n")[0].split(": ", 1)[1]
+
+
+def add_arguments(parser):
+  parser.add_argument("--config", required=True, help="an experiments/<family>/<stage>.py file (FILE.py:VARIANT)")
+  parser.add_argument("--devices", type=int, help="use the first N devices (default all)")
+  parser.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
+  parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the compile (default 2)")
+  parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                      help="a config override, as --config.KEY=VALUE for `jaxvos train` (repeatable)")
+
+
+def _timed_steps(compiled, state, batches, mesh, sharding):
+  """(state, seconds) of running the step on each host batch in turn, synchronised at the end."""
+  start, metrics = time.perf_counter(), None
+  for batch in batches:
+    state, metrics = compiled(state, sharding.device_batch(batch, mesh))
+  if metrics is not None:
+    sharding.host_copy(metrics["loss"])
+  return state, time.perf_counter() - start
+
+
+def run(args) -> int:
+  import jax  # pylint: disable=g-import-not-at-top  (JAX starts only when benchmarking)
+  from data_pipelines import sampling  # pylint: disable=g-import-not-at-top
+  from jaxvos.cli import train as train_cli  # pylint: disable=g-import-not-at-top
+  from jaxvos.training import data as data_lib, loop, sharding  # pylint: disable=g-import-not-at-top
+  config = train_cli.load_config(args.config, [f"--config.{item}" for item in args.override])
+  mesh = sharding.make_mesh(args.devices)
+  family, _ = train_cli.build_families(config)
+  optimizer, train_step = train_cli.build_train_step(config, family)
+  items, static = train_cli.build_items(config)
+  batch_size = config.data.batch_size
+  dataset = data_lib.clip_dataset(items, train_cli.build_clip_spec(config), static=static,
+                                  global_batch_size=batch_size, seed=config.data.seed)
+  iterator = sampling.clip_iterator(dataset, num_threads=config.data.threads, prefetch=config.data.prefetch)
+  batches = [next(iterator) for _ in range(args.warmup + args.steps + 1)]
+  state = loop.initial_state(family, optimizer, mesh, seed=0, init_hw=tuple(config.data.crop_hw))
+  compiled = sharding.compile_train_step(train_step, mesh, state)
+  state, compile_seconds = _timed_steps(compiled, state, batches[:1], mesh, sharding)
+  state, _ = _timed_steps(compiled, state, batches[1:1 + args.warmup], mesh, sharding)
+  state, step_seconds = _timed_steps(compiled, state, batches[1 + args.warmup:], mesh, sharding)
+  state, loader_seconds = _timed_steps(compiled, state, (next(iterator) for _ in range(args.steps)), mesh, sharding)
+  clip = f"{config.data.num_frames}x{config.data.crop_hw[0]}x{config.data.crop_hw[1]}"
+  print(f"{config.model}, global batch {batch_size} clips of {clip}, {mesh.size} {jax.default_backend()} "
+        f"device(s) ({jax.devices()[0].device_kind}), remat {config.train.remat}, {config.train.compute_dtype}")
+  print(f"compile + first step      {compile_seconds:8.1f} s")
+  for label, seconds in (("step only", step_seconds), ("with data loading", loader_seconds)):
+    print(f"{label:<25} {args.steps / seconds:8.2f} steps/s  {args.steps * batch_size / seconds:8.2f} clips/s")
+  return 0 if np.isfinite(step_seconds) else 1
