@@ -43,9 +43,13 @@ def bootstrapped_cross_entropy(logits: jax.Array, labels: jax.Array, object_vali
   number of GPUs; per video, the loss of a clip is the same on any number of devices. `fraction = 1` is the plain
   cross-entropy.
   """
-  losses = pixel_cross_entropy(logits, labels, object_valid)
-  b, n = losses.shape[0], losses.shape[1] * losses.shape[2]
-  hardest_first = -jnp.sort(-losses.reshape(b, n), axis=1)
+  return hardest_mean(pixel_cross_entropy(logits, labels, object_valid), fraction)
+
+
+def hardest_mean(pixel_losses: jax.Array, fraction: jax.Array | float) -> jax.Array:
+  """Mean over videos of the mean of each video's `floor(fraction * h * w)` (at least 1) largest losses [b h w]."""
+  b, n = pixel_losses.shape[0], pixel_losses.shape[1] * pixel_losses.shape[2]
+  hardest_first = -jnp.sort(-pixel_losses.reshape(b, n), axis=1)
   count = jnp.clip(jnp.floor(jnp.asarray(fraction, jnp.float32) * n), 1, n)
   chosen = jnp.arange(n) < count
   return jnp.mean(jnp.sum(jnp.where(chosen, hardest_first, 0.0), axis=1) / count)

@@ -209,6 +209,8 @@ def test_train_command_end_to_end(tmp_path, capsys):
   assert len(val) == 1 and 0.0 <= val[0]["val/j_and_f"] <= 1.0
   assert (workdir / "checkpoints" / "2" / "state").is_dir() and (workdir / "best" / "2" / "state").is_dir()
   assert glob.glob(str(workdir / "tensorboard" / "events.out.tfevents.*"))
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  assert Image.open(workdir / "curves.png").size == (760, 660)
   baseline = json.loads((workdir / "baseline.json").read_text())["copy_first_mask"]
   assert 0.0 < baseline["j_and_f"] <= 1.0
   assert json.loads((workdir / "config.json").read_text())["model"] == "stcn-tiny"

@@ -62,7 +62,8 @@ class ToyFamily:
 
 FAMILY = ToyFamily()
 SPEC = sampling.ClipSpec(num_frames=3, crop_hw=(32, 32), max_objects=2)
-VIDEOS = [synthetic.SyntheticSequence(s, synthetic.SyntheticConfig(height=48, width=64, num_frames=8)) for s in range(6)]
+VIDEOS = [synthetic.SyntheticSequence(seed, synthetic.SyntheticConfig(height=48, width=64, num_frames=8))
+          for seed in range(6)]
 
 
 def dataset(batch_size=8):
@@ -193,8 +194,10 @@ def test_loss_is_mean_over_frames_and_videos():
   valid = jnp.ones((3, 2), bool)
   per_frame = [float(optax.softmax_cross_entropy_with_integer_labels(
       jnp.moveaxis(logits[t], 1, -1), labels[t].astype(jnp.int32)).mean()) for t in range(2)]
-  np.testing.assert_allclose(step_lib.clip_loss(logits, labels, valid, jnp.float32(1.0)), np.mean(per_frame),
-                             rtol=1e-6)
+  bootstrapped, plain = step_lib.clip_loss(logits, labels, valid, jnp.float32(1.0))
+  np.testing.assert_allclose([bootstrapped, plain], [np.mean(per_frame)] * 2, rtol=1e-6)
+  bootstrapped, plain = step_lib.clip_loss(logits, labels, valid, jnp.float32(0.3))
+  assert bootstrapped > plain
 
 
 def test_a_new_stage_starts_from_a_previous_runs_parameters_with_a_fresh_optimizer(tmp_path):

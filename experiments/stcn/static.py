@@ -45,7 +45,8 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
       batch_size=4 if cpu else 16, seed=0, threads=2 if cpu else 8, prefetch=4 if cpu else 16,
       synthetic_videos=0, synthetic_seed=0, synthetic_hw=(0, 0), synthetic_frames=0)
   c.val = dict(source="davis", davis_root=DAVIS, resolution="240p", sequences=HELD_OUT, every=500 if cpu else 10_000,
-               size=-1, max_frames=0, synthetic_videos=0, synthetic_seed=0, synthetic_hw=(0, 0), synthetic_frames=0)
+               size=96 if cpu else -1, max_frames=0,
+               synthetic_videos=0, synthetic_seed=0, synthetic_hw=(0, 0), synthetic_frames=0)
 
   c.optimizer = dict(learning_rate=5e-4 if cpu else 1e-5, schedule="cosine" if cpu else "steps",
                      warmup_steps=100 if cpu else 0, final_fraction=0.05, decay_boundaries=() if cpu else (150_000,),

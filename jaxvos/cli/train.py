@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--num-processes", type=int, help="multi-host: number of processes")
   parser.add_argument("--process-id", type=int, help="multi-host: this process's index")
   parser.add_argument("--export-only", action="store_true",
-                      help="only write <workdir>/export/{final,best} from the run's checkpoints (no training)")
+                      help="only write <workdir>/export/{final,best} and curves.png from the run (no training)")
 
 
 ACCEPTS_EXTRA = True
@@ -255,12 +255,22 @@ def export(workdir: str, config: ml_collections.ConfigDict, state=None, mesh=Non
   return written
 
 
+def _plot(workdir: str) -> None:
+  """`<workdir>/curves.png`: cross-entropy, the loss minimised and validation J&F over the steps."""
+  from jaxvos.training.plot import plot_curves  # pylint: disable=g-import-not-at-top
+  metrics = os.path.join(workdir, "metrics.jsonl")
+  if os.path.isfile(metrics):
+    plot_curves(metrics, os.path.join(workdir, "curves.png"))
+    print(f"wrote {os.path.join(workdir, 'curves.png')}")
+
+
 def run(args) -> int:
   sys.stdout.reconfigure(line_buffering=True)
   config = load_config(args.config, args.extra)
   if args.export_only:
     for line in export(args.workdir, config) or ["nothing to export: no checkpoint in " + args.workdir]:
       print(line)
+    _plot(args.workdir)
     return 0
   _initialize_distributed(args)
   import jax  # pylint: disable=g-import-not-at-top
@@ -295,4 +305,6 @@ def run(args) -> int:
     print(f"done: {config.train.steps} steps in {time.perf_counter() - start:.0f} s; workdir {args.workdir}")
   for line in export(args.workdir, config, state, mesh):
     print(f"exported {line}")
+  if writer:
+    _plot(args.workdir)
   return 0

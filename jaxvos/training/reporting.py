@@ -14,6 +14,9 @@ import time
 from typing import TextIO
 
 
+_SHOWN = ("loss", "cross_entropy", "iou", "grad_norm")  # metrics on the console line (all go to the files)
+
+
 def format_duration(seconds: float) -> str:
   """`1h02m`, `3m05s`, `12s`."""
   if not math.isfinite(seconds):
@@ -59,7 +62,7 @@ class MetricsWriter:
     metrics = {**metrics, "steps_per_s": rate, "clips_per_s": rate * self.clips_per_step}
     self._write(step, metrics)
     eta = (self.total_steps - step) / rate if rate > 0 else float("inf")
-    shown = " ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k in ("loss", "iou", "grad_norm"))
+    shown = " ".join(f"{k} {metrics[k]:.4g}" for k in _SHOWN if k in metrics)
     self._print(f"step {step}/{self.total_steps}  {shown}  {rate:.2f} steps/s "
                 f"({rate * self.clips_per_step:.2f} clips/s)  ETA {format_duration(eta)}")
 

@@ -71,12 +71,15 @@ def cast_floats(tree: Any, dtype: jnp.dtype) -> Any:
   return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
 
-def clip_loss(logits: jax.Array, labels: jax.Array, object_valid: jax.Array, fraction: jax.Array) -> jax.Array:
-  """Mean (bootstrapped) cross-entropy of logits [t b o+1 h w] against labels [t b h w]; objects [b o]."""
+def clip_loss(logits: jax.Array, labels: jax.Array, object_valid: jax.Array, fraction: jax.Array
+              ) -> tuple[jax.Array, jax.Array]:
+  """(bootstrapped cross-entropy, plain cross-entropy), means over frames and videos, of logits [t b o+1 h w]
+  against labels [t b h w]; objects [b o]. At `fraction` 1 both are equal."""
   t, b = logits.shape[:2]
   flat = lambda x: x.reshape(t * b, *x.shape[2:])  # noqa: E731
   valid = jnp.broadcast_to(object_valid, (t, *object_valid.shape)).reshape(t * b, -1)
-  return losses.bootstrapped_cross_entropy(flat(logits), flat(labels), valid, fraction)
+  pixel_losses = losses.pixel_cross_entropy(flat(logits), flat(labels), valid)
+  return losses.hardest_mean(pixel_losses, fraction), jnp.mean(pixel_losses)
 
 
 def mean_iou(logits: jax.Array, labels: jax.Array, object_valid: jax.Array) -> jax.Array:
@@ -105,8 +108,9 @@ def make_train_step(family: Family, optimizer: optax.GradientTransformation, *, 
     compute_dtype: float32, or bfloat16 for the network's compute (parameters stay float32).
     learning_rate: the schedule, only to report the current rate in the metrics.
 
-  Metrics (float32 scalars, means over the global batch): `loss`, `iou`, `grad_norm`, `bootstrap_fraction` and,
-  with `learning_rate`, `learning_rate`.
+  Metrics (float32 scalars, means over the global batch): `loss` (what is minimised), `cross_entropy` (the plain
+  cross-entropy, comparable across the bootstrapping schedule), `iou` (argmax masks), `grad_norm`,
+  `bootstrap_fraction` and, with `learning_rate`, `learning_rate`.
   """
   def loss_fn(params, state: TrainState, batch: Batch, fraction: jax.Array):
     variables = cast_floats({"params": params, "batch_stats": state.batch_stats}, compute_dtype)
@@ -114,16 +118,17 @@ def make_train_step(family: Family, optimizer: optax.GradientTransformation, *, 
     rng = jax.random.fold_in(state.rng, state.step)  # the only randomness of a step
     logits = unroll_clip(family, variables, frames, batch["labels"], batch["object_valid"], remat=remat, rng=rng)
     labels = jnp.moveaxis(batch["labels"][:, 1:], 1, 0)
-    value = clip_loss(logits, labels, batch["object_valid"], fraction)
-    return value, jax.lax.stop_gradient(mean_iou(logits, labels, batch["object_valid"]))
+    value, plain = clip_loss(logits, labels, batch["object_valid"], fraction)
+    aux = {"cross_entropy": plain, "iou": mean_iou(logits, labels, batch["object_valid"])}
+    return value, jax.lax.stop_gradient(aux)
 
   def train_step(state: TrainState, batch: Batch):
     fraction = (losses.bootstrap_fraction(state.step, loss.start_step, loss.end_step, loss.final_fraction)
                 if loss.bootstrapped else jnp.ones((), jnp.float32))
-    (value, iou), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state, batch, fraction)
+    (value, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state, batch, fraction)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": value, "iou": iou, "grad_norm": optax.tree.norm(grads), "bootstrap_fraction": fraction}
+    metrics = {"loss": value, **aux, "grad_norm": optax.tree.norm(grads), "bootstrap_fraction": fraction}
     if learning_rate is not None:
       metrics["learning_rate"] = jnp.asarray(learning_rate(state.step), jnp.float32)
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
