@@ -12,7 +12,6 @@ or `--coordinator HOST:PORT --num-processes N --process-id I`; each process read
 
 import argparse
 import ast
-import dataclasses
 import importlib.util
 import json
 import os
