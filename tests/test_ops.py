@@ -95,3 +95,10 @@ def test_aggregate_is_stm_soft_aggregation_and_ignores_invalid_objects():
   got = np.asarray(jnp.exp(logits) / jnp.exp(logits).sum(1, keepdims=True))
   np.testing.assert_allclose(got[:, :3], expected, rtol=1e-5)
   assert (got[:, 3] == 0).all()
+
+
+def test_aggregate_of_bfloat16_probabilities_is_finite():
+  probs = jnp.array([[[[1.0, 0.0]], [[0.0, 1.0]]]], jnp.bfloat16)  # [b=1 o=2 h=1 w=2], saturated
+  logits = attention.aggregate(probs, jnp.array([[True, True]]))
+  assert logits.dtype == jnp.float32 and bool(jnp.isfinite(logits).all())
+  np.testing.assert_array_equal(jnp.argmax(logits, axis=1), [[[1, 2]]])

@@ -2,13 +2,14 @@
 
     python -m jaxvos bench metric     J&F with jaxvos and with the official DAVIS functions, side by side
     python -m jaxvos bench segment    per-frame latency and peak memory of jaxvos and PyTorch STCN by video length
+    python -m jaxvos bench train      training clips per second for a config and a device count
 """
 
 import importlib
 
 DESCRIPTION = "Speed benchmarks; each prints its measurements (record them in experiments/README.md)."
 
-# name -> (module, one-line help). Later issues add `segment` and `train`.
+# name -> (module, one-line help).
 BENCHMARKS = {
     "metric": ("jaxvos.bench.metric", "J&F speed: jaxvos against the official DAVIS functions on one workload"),
     "segment": ("jaxvos.bench.segment", "per-frame latency and peak memory: jaxvos against PyTorch STCN"),

@@ -69,9 +69,10 @@ def aggregate(probs: jax.Array, object_valid: jax.Array, axis: int = 1) -> jax.A
   probs [b o ...] in [0, 1]; object_valid [b o]. Background is `prod(1 - p_o)` over valid objects, every
   probability is clamped to [1e-7, 1 - 1e-7], and the logit is `log(p / (1 - p))`, so that a softmax over the
   returned [b o+1 ...] gives STM's normalised odds. Invalid objects get `EXCLUDED` and take no probability.
+  Computed in float32 whatever the compute dtype: in bfloat16, 1 - 1e-7 rounds to 1 and the logit to infinity.
   """
   valid = object_valid.reshape(object_valid.shape + (1,) * (probs.ndim - 2))
-  probs = jnp.where(valid, probs, 0.0)
+  probs = jnp.where(valid, probs.astype(jnp.float32), 0.0)
   background = jnp.prod(1.0 - probs, axis=axis, keepdims=True)
   full = jnp.clip(jnp.concatenate([background, probs], axis=axis), 1e-7, 1.0 - 1e-7)
   logits = jnp.log(full) - jnp.log1p(-full)
