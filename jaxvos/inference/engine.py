@@ -83,7 +83,7 @@ class Stream:
       x = seg._preprocess(jnp.asarray(frame[None]), self.geometry)
       masks = frames_lib.one_hot_slots(jnp.asarray(slot_map[None]), len(self.slot_ids))
       self.memory = seg._init_memory(seg.variables, x, masks, jnp.asarray(valid[None]))
-      return self._ids(np.where(np.isin(annotation, self.slot_ids[valid]), annotation, 0))
+      return np.where(np.isin(annotation, self.slot_ids[valid]), annotation, 0).astype(np.uint8)
     return self.run_chunk([(frame, annotation)])[0]
 
   def run_chunk(self, items: list[tuple[np.ndarray, np.ndarray | None]]) -> list[np.ndarray]:
@@ -101,14 +101,11 @@ class Stream:
     self.memory, logits = seg._scan(seg.variables, self.memory, x, jnp.asarray(np.stack(slot_maps)),
                                     jnp.asarray(np.stack(valid)))
     labels = np.asarray(seg._postprocess(logits, self.geometry))
-    return [self._ids(self.slot_ids_of(label)) for label in labels]
+    return [self.slot_ids_of(label) for label in labels]
 
   def slot_ids_of(self, slots: np.ndarray) -> np.ndarray:
-    """Slot indices (0 background) -> the user's object ids."""
-    return np.concatenate([[0], self.slot_ids])[slots]
-
-  def _ids(self, ids: np.ndarray) -> np.ndarray:
-    return ids.astype(np.uint8)
+    """Slot indices (0 background) -> the user's object ids, uint8."""
+    return np.concatenate([[0], self.slot_ids]).astype(np.uint8)[slots]
 
   def _new_objects(self, annotation: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """(slot map uint8 [h w] at the model size holding only objects new at this frame, new_valid bool [o])."""
