@@ -89,3 +89,47 @@ def test_full_size_variables_and_features(name):
 def test_unknown_model_is_a_clear_error():
   with pytest.raises(ValueError, match="unknown model 'stcm'"):
     registry.build("stcm")
+
+
+def _primitive_dtypes(jaxpr, primitives=("conv_general_dilated", "dot_general")):
+  """(primitive, input dtypes, output dtype) of every convolution and matmul, inside cond/scan/jit bodies too."""
+  found = set()
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name in primitives:
+      found.add((eqn.primitive.name, tuple(str(v.aval.dtype) for v in eqn.invars), str(eqn.outvars[0].aval.dtype)))
+    for param in eqn.params.values():
+      for sub in param if isinstance(param, (list, tuple)) else [param]:
+        sub = getattr(sub, "jaxpr", sub)  # ClosedJaxpr -> Jaxpr
+        if hasattr(sub, "eqns"):
+          found |= _primitive_dtypes(sub, primitives)
+  return found
+
+
+@pytest.mark.parametrize("name", ["stcn-tiny", "stm-tiny"])
+def test_bfloat16_compute_runs_every_layer_in_bfloat16_and_attention_in_float32(name):
+  """Given bfloat16 variables and frames, no layer silently promotes back to float32 (the value encoder once
+  did, from the float32 probabilities), while affinities accumulate in float32."""
+  family, variables, _, _ = _family(name)
+  half = jax.tree.map(lambda x: x.astype(jnp.bfloat16) if jnp.issubdtype(x.dtype, jnp.floating) else x, variables)
+  frames, masks = _clip()
+  valid = jnp.array([[True, True]])
+  memory = jax.eval_shape(family.init_memory, half, frames[0].astype(jnp.bfloat16), masks, valid)
+  jaxpr = jax.make_jaxpr(family.step)(half, memory, frames[1].astype(jnp.bfloat16), masks, valid).jaxpr
+  found = _primitive_dtypes(jaxpr)
+  convs = {f for f in found if f[0] == "conv_general_dilated"}
+  assert convs == {("conv_general_dilated", ("bfloat16", "bfloat16"), "bfloat16")}
+  assert ("dot_general", ("bfloat16", "bfloat16"), "float32") in found  # the affinity
+  assert not any("float32" in f[1] for f in found)
+
+  # Same function to bfloat16's precision (8-bit mantissa, ~0.4% per op): the encoders' features. The decoded
+  # masks of random weights sit near p = 0.5, where any rounding flips argmaxes, so they are only checked finite.
+  frame = frames[1]
+  query = family.module.apply(variables, frame, method="encode_query")
+  query_half = family.module.apply(half, frame.astype(jnp.bfloat16), method="encode_query")
+  for key, value in query.items():
+    value, value_half = np.asarray(value), np.asarray(query_half[key], np.float32)
+    assert np.linalg.norm(value_half - value) / np.linalg.norm(value) < 0.02, key
+  _, _, init_memory, step = _family(name)
+  memory = init_memory(half, frames[0].astype(jnp.bfloat16), masks, valid)
+  _, logits = step(half, memory, frame.astype(jnp.bfloat16), jnp.zeros_like(masks), jnp.zeros_like(valid))
+  assert logits.dtype == jnp.float32 and np.all(np.isfinite(np.asarray(logits)))

@@ -73,8 +73,8 @@ class CopyEngine:
 def engine(monkeypatch):
   engine = CopyEngine()
   monkeypatch.setattr(segment_cli, "load_model", lambda name, checkpoint: (None, None))
-  monkeypatch.setattr(segment_cli, "make_segmenter", lambda family, variables, size: setattr(engine, "size", size)
-                      or engine)
+  monkeypatch.setattr(segment_cli, "make_segmenter",
+                      lambda family, variables, size, dtype: setattr(engine, "size", size) or engine)
   return engine
 
 
@@ -325,6 +325,12 @@ def test_end_to_end_with_the_real_engine_and_stcn_tiny(tmp_path, capsys):
   assert "random weights" not in capsys.readouterr().err
   for name, ids in read_outputs(tmp_path / "from_checkpoint").items():
     np.testing.assert_array_equal(ids, outputs[name])
+  # bfloat16 compute: same outputs contract (random weights decide near p = 0.5, so masks are not compared).
+  assert segment(*options, "--out", tmp_path / "bfloat16", "--dtype", "bfloat16") == 0
+  half = read_outputs(tmp_path / "bfloat16")
+  assert list(half) == list(outputs) and all(ids.shape == hw for ids in half.values())
+  np.testing.assert_array_equal(half["00000"], first)
+  assert (half["00002"][late == 3] == 3).mean() > 0.9
   assert cli_main.main(["segment", "--model", "stm-tiny", "--checkpoint", str(tmp_path / "checkpoint"), "--out",
                         str(tmp_path / "stm"), *map(str, options)]) == 2
   assert capsys.readouterr().err.strip().endswith(f"error: {tmp_path / 'checkpoint'}: holds a stcn-tiny model, "

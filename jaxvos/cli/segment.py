@@ -56,6 +56,9 @@ def add_arguments(parser) -> None:
   parser.add_argument("--out", required=True, metavar="DIR", help="output folder (new or empty, unless --overwrite)")
   parser.add_argument("--size", type=int, default=480, help="the model sees frames with this shorter side "
                       "(default 480; -1 keeps the frame size); outputs are always at the frame size")
+  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                      help="the network's compute dtype (default float32; bfloat16 for GPUs and TPUs: attention "
+                      "and aggregation stay float32)")
   parser.add_argument("--overlay", metavar="FILE", help="also write the frames with coloured masks to FILE.mp4 "
                       "or FILE.gif (at the video's frame rate; 24 frames per second for a folder of frames)")
   parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out (same-named files "
@@ -92,7 +95,7 @@ def run(args) -> int:
     return 2
   clips = _davis_clips(args) if args.davis_root else [_single_clip(args.frames, args.masks)]
   _check_outputs(args, clips)
-  segmenter = make_segmenter(*load_model(args.model, args.checkpoint), args.size)
+  segmenter = make_segmenter(*load_model(args.model, args.checkpoint), args.size, args.dtype)
   progress = Progress(sum(len(c.frame_names) for c in clips), len(clips))
   for clip in clips:
     out_dir = os.path.join(args.out, clip.name) if clip.name else args.out
@@ -325,17 +328,16 @@ class Progress:
           f"compilation included); masks written to {out}", file=sys.stderr)
 
 
-def make_segmenter(family, variables, size: int):
+def make_segmenter(family, variables, size: int, dtype: str = "float32"):
   """`jaxvos.inference.Segmenter`, compiled once and reused for every clip of a run.
 
   On a CPU a 480p frame takes seconds, so the engine's chunks (masks come a chunk at a time) are kept short
   there, for progress every few frames; accelerators keep the engine's default chunk.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from jaxvos import inference  # pylint: disable=g-import-not-at-top
-  if jax.default_backend() == "cpu":
-    return inference.Segmenter(family, variables, size=size, chunk=CPU_CHUNK)
-  return inference.Segmenter(family, variables, size=size)
+  from jaxvos import inference, precision  # pylint: disable=g-import-not-at-top
+  chunk = {"chunk": CPU_CHUNK} if jax.default_backend() == "cpu" else {}
+  return inference.Segmenter(family, variables, size=size, compute_dtype=precision.compute_dtype(dtype), **chunk)
 
 
 def segment_clip(segmenter, clip: Clip, out_dir: str, *, overlay_path: str | None, progress: Progress) -> None:

@@ -126,16 +126,17 @@ def build_optimizer_spec(config: ml_collections.ConfigDict):
 
 def build_train_step(config: ml_collections.ConfigDict, family):
   """(optimizer, train_step) of the config."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from jaxvos import precision  # pylint: disable=g-import-not-at-top
   from jaxvos.training import optimizer as optimizer_lib, step as step_lib  # pylint: disable=g-import-not-at-top
   spec = build_optimizer_spec(config)
   optimizer = optimizer_lib.make_optimizer(spec)
-  dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-  if config.train.compute_dtype not in dtypes:
-    raise SystemExit(f"error: compute_dtype must be float32 or bfloat16, got {config.train.compute_dtype!r}")
+  try:
+    compute_dtype = precision.compute_dtype(config.train.compute_dtype)
+  except ValueError as e:
+    raise SystemExit(f"error: train.{e}") from None
   train_step = step_lib.make_train_step(
       family, optimizer, loss=step_lib.LossSpec(**_to_dict(config.loss)), remat=config.train.remat,
-      compute_dtype=dtypes[config.train.compute_dtype], learning_rate=optimizer_lib.learning_rate_schedule(spec))
+      compute_dtype=compute_dtype, learning_rate=optimizer_lib.learning_rate_schedule(spec))
   return optimizer, train_step
 
 

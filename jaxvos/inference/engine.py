@@ -10,7 +10,8 @@
 - `Segmenter.stream(object_ids)` returns a `Stream`: call it with each frame as it arrives (live video); each
   call is one jitted `step` (the same scan body, over one frame).
 
-Both give identical masks (tested). Objects may first appear at any frame: `annotations` maps a frame index to
+Both give identical masks (tested). `compute_dtype=jnp.bfloat16` runs the network in bfloat16 (variables and frames
+cast once; attention and aggregation stay float32, `jaxvos.precision`). Objects may first appear at any frame: `annotations` maps a frame index to
 an id map; ids not seen before are new objects, written into memory at that frame.
 """
 
@@ -21,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvos import precision
 from jaxvos.inference import frames as frames_lib
 from jaxvos.models.family import Family
 
@@ -28,11 +30,14 @@ from jaxvos.models.family import Family
 class Segmenter:
   """Compiled inference of one family with fixed variables (see module docstring)."""
 
-  def __init__(self, family: Family, variables, *, size: int = 480, chunk: int = 16):
-    self.family, self.variables, self.size, self.chunk = family, variables, size, chunk
+  def __init__(self, family: Family, variables, *, size: int = 480, chunk: int = 16,
+               compute_dtype: jnp.dtype = jnp.float32):
+    self.family, self.size, self.chunk = family, size, chunk
+    self.variables = precision.cast_floats(variables, compute_dtype)
     self._init_memory = jax.jit(family.init_memory)
     self._scan = jax.jit(functools.partial(_scan_chunk, family))
-    self._preprocess = jax.jit(frames_lib.preprocess, static_argnums=1)
+    self._preprocess = jax.jit(lambda x, geometry: frames_lib.preprocess(x, geometry).astype(compute_dtype),
+                               static_argnums=1)
     self._postprocess = jax.jit(frames_lib.postprocess, static_argnums=1)
 
   def segment_video(self, frames: Iterable[np.ndarray], annotations: Mapping[int, np.ndarray]

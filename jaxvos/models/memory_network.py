@@ -78,8 +78,12 @@ class MemoryNetwork:
     return memory.replace(num_frames=memory.num_frames + 1), logits
 
   def _encode_memory(self, variables, frame, query, logits):
-    """Keys [b g m ck] and values [b o m cv] of a frame from its (detached) soft object probabilities."""
-    probs = jax.lax.stop_gradient(jax.nn.softmax(logits, axis=1)[:, 1:])
+    """Keys [b g m ck] and values [b o m cv] of a frame from its (detached) soft object probabilities.
+
+    The probabilities (float32, from the aggregation) are cast to the frame's dtype: the value encoder computes
+    in the compute dtype like the rest of the network.
+    """
+    probs = jax.lax.stop_gradient(jax.nn.softmax(logits, axis=1)[:, 1:]).astype(frame.dtype)
     keys, values = self.module.apply(variables, frame, query, probs, method="encode_memory")
     flat = lambda x: x.reshape(*x.shape[:2], -1, x.shape[-1])  # noqa: E731
     return flat(keys), flat(values)

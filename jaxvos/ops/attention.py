@@ -3,6 +3,11 @@
 Shapes follow the axis alphabet of `jaxvos.types`: queries [b n ck], memory keys [b g m ck] where `g` is 1 when
 every object shares the memory keys (STCN) or `o` when keys are per object (STM), memory values [b o m cv],
 affinities [b g n m]. Invalid memory positions (empty slots) are excluded with a validity mask [b m].
+
+Mixed precision: keys and values may be bfloat16 (the network's compute dtype). Affinities are accumulated and
+returned in float32 and the softmax runs in float32 (bfloat16 keeps 8 bits of mantissa: an affinity of ~100 would
+round to the nearest 0.5, enough to reorder the top-k); read-outs come back in the values' dtype, so the decoder
+that consumes them stays in the compute dtype.
 """
 
 import jax
@@ -16,7 +21,7 @@ EXCLUDED = -1e4
 def dot_affinity(memory_keys: jax.Array, query_keys: jax.Array) -> jax.Array:
   """STM: `k_m . k_q / sqrt(ck)`. memory_keys [b g m ck], query_keys [b n ck] -> [b g n m]."""
   scale = memory_keys.shape[-1] ** -0.5
-  return jnp.einsum("bnc,bgmc->bgnm", query_keys, memory_keys, precision=_PRECISION) * scale
+  return _dots(query_keys, memory_keys) * scale
 
 
 def l2_affinity(memory_keys: jax.Array, query_keys: jax.Array) -> jax.Array:
@@ -26,9 +31,14 @@ def l2_affinity(memory_keys: jax.Array, query_keys: jax.Array) -> jax.Array:
   softmax, so it is left out as in STCN.
   """
   scale = memory_keys.shape[-1] ** -0.5
-  dots = jnp.einsum("bnc,bgmc->bgnm", query_keys, memory_keys, precision=_PRECISION)
-  squares = jnp.sum(jnp.square(memory_keys), axis=-1)[:, :, None, :]
-  return (2.0 * dots - squares) * scale
+  squares = jnp.sum(jnp.square(memory_keys.astype(jnp.float32)), axis=-1)[:, :, None, :]
+  return (2.0 * _dots(query_keys, memory_keys) - squares) * scale
+
+
+def _dots(query_keys: jax.Array, memory_keys: jax.Array) -> jax.Array:
+  """`k_q . k_m` [b g n m], accumulated and returned in float32 whatever the keys' dtype."""
+  return jnp.einsum("bnc,bgmc->bgnm", query_keys, memory_keys, precision=_PRECISION,
+                    preferred_element_type=jnp.float32)
 
 
 def masked_softmax(logits: jax.Array, valid: jax.Array, axis: int = -1) -> jax.Array:
@@ -57,10 +67,14 @@ def read(affinity: jax.Array, memory_values: jax.Array, valid: jax.Array, top_k:
 
 
 def _weighted_sum(weights: jax.Array, values: jax.Array, values_spec: str) -> jax.Array:
-  """Sums values over `m` with weights [b g n m], g = 1 (shared by all objects) or o (per object)."""
+  """Sums values over `m` with weights [b g n m], g = 1 (shared by all objects) or o (per object).
+
+  The weights are cast to the values' dtype, the sum accumulates in float32 and returns in the values' dtype.
+  """
   weights_spec = "bnm" if weights.shape[1] == 1 else "bonm"
-  weights = weights[:, 0] if weights.shape[1] == 1 else weights
-  return jnp.einsum(f"{weights_spec},{values_spec}->bonc", weights, values, precision=_PRECISION)
+  weights = (weights[:, 0] if weights.shape[1] == 1 else weights).astype(values.dtype)
+  return jnp.einsum(f"{weights_spec},{values_spec}->bonc", weights, values, precision=_PRECISION,
+                    preferred_element_type=jnp.float32).astype(values.dtype)
 
 
 def aggregate(probs: jax.Array, object_valid: jax.Array, axis: int = 1) -> jax.Array:

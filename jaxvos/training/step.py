@@ -12,8 +12,8 @@ to compile once with `jax.jit` and shardings (`jaxvos.training.sharding`). For e
 
 Options: `jax.checkpoint` over the per-frame step (activations of one frame at a time are kept for the backward
 pass: memory grows with the clip length only through the memory itself), and a bfloat16 compute dtype with float32
-parameters (parameters, BatchNorm statistics and frames are cast inside the step; masks, soft aggregation and
-the loss stay float32, where bfloat16 cannot represent the clamp `1 - 1e-7`).
+parameters (parameters, BatchNorm statistics and frames are cast inside the step, gradients come back float32;
+affinities, soft aggregation, masks and the loss stay float32: `jaxvos.precision`).
 """
 
 import dataclasses
@@ -26,6 +26,7 @@ import optax
 from jaxvos import losses
 from jaxvos.inference.frames import normalize, one_hot_slots
 from jaxvos.models.family import Family
+from jaxvos.precision import cast_floats
 from jaxvos.training.state import TrainState
 
 Batch = dict[str, jax.Array]  # frames uint8 [b t h w 3], labels uint8 [b t h w], object_valid bool [b o]
@@ -64,11 +65,6 @@ def unroll_clip(family: Family, variables: Any, frames: jax.Array, labels: jax.A
   later = jnp.moveaxis(frames[:, 1:], 1, 0)
   _, logits = jax.lax.scan(frame_step, memory, (later, jnp.arange(1, frames.shape[1])))
   return logits
-
-
-def cast_floats(tree: Any, dtype: jnp.dtype) -> Any:
-  """Casts the floating-point leaves of a pytree to `dtype` (integer and boolean leaves are kept)."""
-  return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
 
 def clip_loss(logits: jax.Array, labels: jax.Array, object_valid: jax.Array, fraction: jax.Array
