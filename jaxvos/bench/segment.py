@@ -36,6 +36,8 @@ def add_arguments(parser):
   parser.add_argument("--objects", type=int, default=2, help="objects in the video (default 2)")
   parser.add_argument("--slots", type=int, default=9, help="memory slots, first frame + ring (default 9)")
   parser.add_argument("--every", type=int, default=5, help="write every k-th frame (default 5)")
+  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                      help="compute dtype of both sides (bfloat16: jaxvos's compute dtype, PyTorch's autocast)")
   parser.add_argument("--impl", default="jaxvos,torch", help="which implementations (default jaxvos,torch)")
   parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one measured run in a fresh process
 
@@ -49,7 +51,8 @@ def run(args) -> int:
     weights = os.path.join(tmp, "stcn.pth")
     _write_reference_weights(weights, args)
     print(f"STCN at {_frame_hw(args.size)[1]}x{_frame_hw(args.size)[0]}, {args.objects} objects, memory "
-          f"{args.slots} slots every {args.every} frames, top-k 20; {os.cpu_count()} CPU cores; {_device()}",
+          f"{args.slots} slots every {args.every} frames, top-k 20, {args.dtype}; {os.cpu_count()} CPU cores; "
+          f"{_device()}",
           flush=True)
     print(f"{'impl':8} {'frames':>7} {'median ms':>10} {'p90 ms':>9} {'host peak MB':>13} {'device peak MB':>15}")
     results = {}
@@ -68,7 +71,7 @@ def run(args) -> int:
 def _spawn(args, impl: str, length: int, weights: str) -> dict:
   command = [sys.executable, "-m", "jaxvos", "bench", "segment", "--worker", f"{impl}:{length}:{weights}",
              "--size", str(args.size), "--objects", str(args.objects), "--slots", str(args.slots),
-             "--every", str(args.every)]
+             "--every", str(args.every), "--dtype", args.dtype]
   done = subprocess.run(command, capture_output=True, text=True, check=False)
   if done.returncode != 0:
     raise RuntimeError(f"{impl} worker failed:\n{done.stderr[-3000:]}")
@@ -136,12 +139,14 @@ def _worker(args) -> int:
 
 def _run_jaxvos(args, length: int, weights: str):
   import jax  # pylint: disable=g-import-not-at-top
+  from jaxvos import precision  # pylint: disable=g-import-not-at-top
   from jaxvos.convert.from_torch import import_torch  # pylint: disable=g-import-not-at-top
   from jaxvos.inference import Segmenter  # pylint: disable=g-import-not-at-top
   memory = {"slots": args.slots, "every": args.every, "max_pinned": 1, "temporary": False}
   family, variables, _ = import_torch("stcn", weights, memory=memory, top_k=20)
   variables = jax.device_put(variables)
-  stream = Segmenter(family, variables, size=-1).stream(range(1, args.objects + 1))
+  segmenter = Segmenter(family, variables, size=-1, compute_dtype=precision.compute_dtype(args.dtype))
+  stream = segmenter.stream(range(1, args.objects + 1))
   annotation, times = _first_mask(args.size, args.objects), []
   for t, frame in enumerate(_frames(length, args.size)):
     start = time.perf_counter()
@@ -163,7 +168,8 @@ def _run_torch(args, length: int, weights: str):
   model = model.to(device).eval()
   runner = _TorchBoundedSTCN(model, args.objects, args.slots, args.every, device)
   annotation, times = _first_mask(args.size, args.objects), []
-  with torch.inference_mode():
+  autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16")
+  with torch.inference_mode(), autocast:
     for t, frame in enumerate(_frames(length, args.size)):
       start = time.perf_counter()
       runner(frame, annotation if t == 0 else None)
