@@ -1,16 +1,27 @@
-"""A picture of a run's curves (cross-entropy, the loss minimised, validation J&F) from its metrics.jsonl, drawn with Pillow.
+"""A picture of a run's curves from its metrics.jsonl, drawn with Pillow (no plotting stack).
 
-TensorBoard shows the same scalars interactively; this gives a PNG to put beside a result in
-`experiments/README.md` without a plotting stack.
+Three panels: the plain cross-entropy and the loss minimised (log scale: the first steps are an order of
+magnitude above the rest), and the validation J&F with the copy-first-mask baseline of the same videos as a
+dashed line (`baseline.json` beside the metrics). TensorBoard shows the same scalars interactively; this gives a
+PNG to put beside a result in `experiments/README.md`.
 """
 
 import json
+import math
+import os
 from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
 _PANEL_HW = (220, 760)
 _MARGIN = (28, 70, 30, 16)  # top, left, bottom, right
+_BLUE, _GREY, _ORANGE = (31, 119, 180), (225, 225, 225), (230, 120, 20)
+
+PANELS = (  # (metrics key, title, log scale)
+    ("cross_entropy", "cross-entropy per pixel (log scale)", True),
+    ("loss", "loss minimised (bootstrapped: the hardest pixels only, once its schedule starts; log scale)", True),
+    ("val/j_and_f", "validation J&F (held-out videos); dashed: copy the first-frame mask", False),
+)
 
 
 def read_series(metrics_path: str, key: str) -> list[tuple[int, float]]:
@@ -20,39 +31,70 @@ def read_series(metrics_path: str, key: str) -> list[tuple[int, float]]:
   return [(r["step"], float(r[key])) for r in records if key in r]
 
 
-def _panel(points: list[tuple[int, float]], title: str) -> Image.Image:
-  """One curve with its title, value range and step range."""
+def _ticks(low: float, high: float, log: bool) -> list[float]:
+  """Values for gridlines: 1-2-5 steps per decade on a log axis, five even steps otherwise."""
+  if not log:
+    return [low + (high - low) * i / 4 for i in range(5)]
+  ticks = [m * 10.0 ** e for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+           for m in (1, 2, 5)]
+  return [t for t in ticks if low <= t <= high] or [low, high]
+
+
+def _panel(points: list[tuple[int, float]], title: str, log: bool = False,
+           reference: float | None = None) -> Image.Image:
+  """One curve with its title, gridlines and step range; `reference` draws a dashed horizontal line."""
   h, w = _PANEL_HW
   top, left, bottom, right = _MARGIN
   image = Image.new("RGB", (w, h), "white")
   draw, font = ImageDraw.Draw(image), ImageFont.load_default()
-  draw.rectangle([left, top, w - right, h - bottom], outline="black")
   draw.text((left, 6), title, fill="black", font=font)
+  log = log and all(v > 0 for _, v in points)
   if not points:
+    draw.rectangle([left, top, w - right, h - bottom], outline="black")
     draw.text((left + 10, top + 10), "no data", fill="gray", font=font)
     return image
-  steps, values = [p[0] for p in points], [p[1] for p in points]
+  steps = [s for s, _ in points]
+  values = [v for _, v in points] + ([reference] if reference is not None else [])
   low, high = min(values), max(values)
-  high = high if high > low else low + 1.0
+  high = high if high > low else low + (0.1 * low if log else 1.0)
+  scale = math.log10 if log else (lambda v: v)
   first, last = min(steps), max(max(steps), min(steps) + 1)
   to_x = lambda s: left + (s - first) / (last - first) * (w - left - right)  # noqa: E731
-  to_y = lambda v: h - bottom - (v - low) / (high - low) * (h - top - bottom)  # noqa: E731
+  to_y = lambda v: h - bottom - (scale(v) - scale(low)) / (scale(high) - scale(low)) * (h - top - bottom)  # noqa: E731
+  for tick in _ticks(low, high, log):
+    draw.line([(left, to_y(tick)), (w - right, to_y(tick))], fill=_GREY)
+    draw.text((4, to_y(tick) - 6), f"{tick:.3g}", fill="black", font=font)
+  draw.rectangle([left, top, w - right, h - bottom], outline="black")
+  if reference is not None:
+    y = to_y(reference)
+    for x in range(left, w - right, 12):
+      draw.line([(x, y), (min(x + 6, w - right), y)], fill=_ORANGE, width=2)
   xy = [(to_x(s), to_y(v)) for s, v in points]
   if len(xy) > 1:
-    draw.line(xy, fill=(31, 119, 180), width=2)
+    draw.line(xy, fill=_BLUE, width=2)
   for x, y in xy if len(xy) < 30 else []:
-    draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=(31, 119, 180))
-  draw.text((4, top - 4), f"{high:.3g}", fill="black", font=font)
-  draw.text((4, h - bottom - 8), f"{low:.3g}", fill="black", font=font)
+    draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=_BLUE)
   draw.text((left, h - bottom + 4), f"step {first}", fill="black", font=font)
   draw.text((w - right - 70, h - bottom + 4), f"step {last}", fill="black", font=font)
   return image
 
 
-def plot_curves(metrics_path: str, out_path: str, keys: Sequence[str] = ("cross_entropy", "loss", "val/j_and_f")) -> None:
-  """Writes a PNG with one panel per metric key, stacked."""
-  panels = [_panel(read_series(metrics_path, key), key) for key in keys]
-  picture = Image.new("RGB", (_PANEL_HW[1], _PANEL_HW[0] * len(panels)), "white")
-  for index, panel in enumerate(panels):
+def _baseline(metrics_path: str) -> float | None:
+  """The copy-first-mask J&F that `jaxvos train` writes to baseline.json beside the metrics, if any."""
+  path = os.path.join(os.path.dirname(metrics_path), "baseline.json")
+  if not os.path.isfile(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    return json.load(f).get("copy_first_mask", {}).get("j_and_f")
+
+
+def plot_curves(metrics_path: str, out_path: str,
+                panels: Sequence[tuple[str, str, bool]] = PANELS) -> None:
+  """Writes a PNG with one panel per (metrics key, title, log scale), stacked."""
+  baseline = _baseline(metrics_path)
+  images = [_panel(read_series(metrics_path, key), title, log, baseline if key == "val/j_and_f" else None)
+            for key, title, log in panels]
+  picture = Image.new("RGB", (_PANEL_HW[1], _PANEL_HW[0] * len(images)), "white")
+  for index, panel in enumerate(images):
     picture.paste(panel, (0, index * _PANEL_HW[0]))
   picture.save(out_path)
