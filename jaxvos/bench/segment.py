@@ -11,6 +11,11 @@ Each (implementation, video length) runs in its own process, so peak memory is t
 and on a GPU the device's peak bytes in use. Latency is the median wall time of a frame from uint8 RGB in to a
 uint8 id map out (the first 3 frames, which compile, excluded); jaxvos runs its streaming API, one jitted
 step per frame. Frames are synthetic (a moving noise texture): compute does not depend on content.
+
+`--components` instead times the stages of one frame side by side in one process, interleaved (median of
+`--repeats`): the key encoder, the value encoder, the memory read-out over a full memory (affinity, top-k and
+weighted sum) and the decoder, jaxvos's jitted module methods against stcnbuf's `encode_key`, `encode_value`,
+`MemoryBank.match_memory` and `segment_with_query`, with the same weights and inputs.
 """
 
 import argparse
@@ -39,12 +44,17 @@ def add_arguments(parser):
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                       help="compute dtype of both sides (bfloat16: jaxvos's compute dtype, PyTorch's autocast)")
   parser.add_argument("--impl", default="jaxvos,torch", help="which implementations (default jaxvos,torch)")
+  parser.add_argument("--components", action="store_true",
+                      help="time the stages of one frame (encoders, read-out, decoder) instead of whole videos")
+  parser.add_argument("--repeats", type=int, default=5, help="--components: timed repeats per stage (default 5)")
   parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one measured run in a fresh process
 
 
 def run(args) -> int:
   if args.worker:
     return _worker(args)
+  if args.components:
+    return _components(args)
   lengths = [int(n) for n in args.lengths.split(",")]
   impls = args.impl.split(",")
   with tempfile.TemporaryDirectory() as tmp:
@@ -76,6 +86,78 @@ def _spawn(args, impl: str, length: int, weights: str) -> dict:
   if done.returncode != 0:
     raise RuntimeError(f"{impl} worker failed:\n{done.stderr[-3000:]}")
   return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _components(args) -> int:
+  """Per-stage median times of one frame, jaxvos and PyTorch interleaved in this process (module docstring)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  from jaxvos import precision  # pylint: disable=g-import-not-at-top
+  from jaxvos.convert.from_torch import import_torch  # pylint: disable=g-import-not-at-top
+  from jaxvos.ops import attention  # pylint: disable=g-import-not-at-top
+  from tests.torch_reference import torchvision_standin  # pylint: disable=g-import-not-at-top
+  with tempfile.TemporaryDirectory() as tmp:
+    weights = os.path.join(tmp, "stcn.pth")
+    _write_reference_weights(weights, args)
+    family, variables, _ = import_torch("stcn", weights, top_k=20)
+    with torchvision_standin.installed():
+      from stcnbuf.inference_memory_bank import MemoryBank  # pylint: disable=g-import-not-at-top
+      from stcnbuf.model import eval_network  # pylint: disable=g-import-not-at-top
+      model = eval_network.STCN()
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+  model.eval()
+  dtype = precision.compute_dtype(args.dtype)
+  variables = precision.cast_floats(variables, dtype)
+  o, slots, module = args.objects, args.slots, family.module
+  x_torch, _ = _pad16_torch(torch, _normalize_torch(torch, next(_frames(1, args.size))))
+  x = jnp.asarray(x_torch.permute(0, 2, 3, 1).numpy(), dtype)
+  masks = jnp.full((1, o, *x.shape[1:3]), 0.4, dtype)
+  encode_query = jax.jit(lambda v, x: module.apply(v, x, method="encode_query"))
+  encode_memory = jax.jit(lambda v, x, q, m: module.apply(v, x, q, m, method="encode_memory"))
+  decode = jax.jit(lambda v, r, q: module.apply(v, r, q, method="decode"))
+  query = encode_query(variables, x)
+  keys, values = encode_memory(variables, x, query, masks)
+  n = keys.shape[2] * keys.shape[3]  # the frame's positions at /16
+  memory_keys = jnp.tile(keys.reshape(1, 1, n, -1), (1, 1, slots, 1))  # a full memory: `slots` copies
+  memory_values = jnp.tile(values.reshape(1, o, n, -1), (1, 1, slots, 1))
+  valid = jnp.ones((1, slots * n), bool)
+  read = jax.jit(lambda mk, mv, qk: attention.read(
+      attention.l2_affinity(mk, qk.reshape(1, n, -1)), mv, valid, family.top_k))
+  readout = read(memory_keys, memory_values, query["key16"]).reshape(*values.shape)
+  autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bfloat16")
+  with torch.inference_mode(), autocast:
+    k16, f16_thin, f16, f8, f4 = model.encode_key(x_torch)
+    bank = MemoryBank(k=o, top_k=20)
+    bank.mem_k = k16.reshape(1, k16.shape[1], -1).repeat(1, 1, slots)
+    bank.mem_v = torch.from_numpy(np.asarray(values[0].astype(jnp.float32))).reshape(o, n, -1).permute(0, 2, 1)
+    bank.mem_v, bank.has_mem = bank.mem_v.repeat(1, 1, slots), True
+    readout_torch, masks_torch = bank.match_memory(k16), torch.full((o, 1, *x_torch.shape[-2:]), 0.4)
+    stages = {
+        "key encoder": (lambda: encode_query(variables, x), lambda: model.encode_key(x_torch)),
+        f"value encoder ({o} objects)": (lambda: encode_memory(variables, x, query, masks),
+                                         lambda: model.encode_value(x_torch, f16, masks_torch)),
+        f"read-out ({slots} slots, top-k)": (lambda: read(memory_keys, memory_values, query["key16"]),
+                                            lambda: bank.match_memory(k16)),
+        f"decoder ({o} objects)": (lambda: decode(variables, readout, query),
+                                   lambda: model.segment_with_query(readout_torch, f8, f4, k16, f16_thin)),
+    }
+    times = {(stage, impl): [] for stage in stages for impl in (0, 1)}
+    for repeat in range(args.repeats + 1):  # the first round compiles and warms up
+      for stage, fns in stages.items():
+        for impl, fn in enumerate(fns):
+          start = time.perf_counter()
+          jax.block_until_ready(fn())
+          if repeat:
+            times[stage, impl].append(time.perf_counter() - start)
+  h, w = _frame_hw(args.size)
+  print(f"STCN stages of one {w}x{h} frame, {args.dtype}, median of {args.repeats}; {os.cpu_count()} CPU cores; "
+        f"{_device()}")
+  print(f"{'stage':32} {'jaxvos ms':>10} {'torch ms':>9} {'ratio':>6}")
+  for stage in stages:
+    ours, theirs = (float(np.median(times[stage, impl])) * 1e3 for impl in (0, 1))
+    print(f"{stage:32} {ours:10.1f} {theirs:9.1f} {ours / theirs:6.2f}")
+  return 0
 
 
 def _frame_hw(size: int) -> tuple[int, int]:

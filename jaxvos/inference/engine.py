@@ -35,7 +35,7 @@ class Segmenter:
     self.family, self.size, self.chunk = family, size, chunk
     self.variables = precision.cast_floats(variables, compute_dtype)
     self._init_memory = jax.jit(family.init_memory)
-    self._scan = jax.jit(functools.partial(_scan_chunk, family))
+    self._scan = jax.jit(functools.partial(_scan_chunk, family), donate_argnums=1)  # memory updated in place
     self._preprocess = jax.jit(lambda x, geometry: frames_lib.preprocess(x, geometry).astype(compute_dtype),
                                static_argnums=1)
     self._postprocess = jax.jit(frames_lib.postprocess, static_argnums=1)
