@@ -39,3 +39,30 @@ def test_torch_driver_and_jaxvos_agree_through_ring_wraps(tmp_path):
         assert len(np.unique(ours)) > 1
   finally:
     torch.set_num_threads(threads)
+
+
+def test_components_time_the_same_computation_on_both_sides():
+  """`bench segment --components` pairs stages that compute the same thing from the same weights and inputs."""
+  args = argparse.Namespace(size=64, objects=2, slots=3, every=5, dtype="float32")
+  stages = bench._stages(args)
+  assert len(stages) == 4
+  with torch.inference_mode():
+    outputs = {name: (ours(), theirs()) for name, (ours, theirs) in stages.items()}
+  nchw = lambda x: np.moveaxis(np.asarray(x), -1, -3)  # noqa: E731  [... h w c] -> [... c h w]
+  close = lambda ours, theirs, what: np.testing.assert_allclose(ours, theirs.numpy(), atol=2e-4, rtol=2e-3, err_msg=what)  # noqa: E731
+  query, (k16, _, f16, f8, f4) = outputs["key encoder"]
+  for name, theirs in (("key16", k16), ("feats16", f16), ("feats8", f8), ("feats4", f4)):
+    close(nchw(query[name])[0], theirs[0], name)
+  (_, values), values_torch = outputs["value encoder (2 objects)"]
+  close(nchw(values)[0], values_torch[:, 0], "values")
+  readout, readout_torch = outputs["read-out (3 slots, top-k)"]
+  h, w = k16.shape[-2:]
+  readout = np.asarray(readout).reshape(2, h, w, -1)
+  close(np.moveaxis(readout, -1, 1), readout_torch.reshape(2, -1, h, w), "read-out")
+  logits, probs = outputs["decoder (2 objects)"]
+  close(np.asarray(jax_sigmoid(logits))[0], probs[:, 0], "decoder")
+
+
+def jax_sigmoid(x):
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.nn.sigmoid(x)

@@ -54,7 +54,7 @@ def test_two_processes_train_in_lockstep_and_match_one_process(tmp_path):
 
   run = Run(f"--config.train.steps={STEPS}")
   reference = run.train(tmp_path / "one-process", STEPS)
-  checkpointer = checkpoint_lib.Checkpointer(workdir)
+  checkpointer = checkpoint_lib.Checkpointer(workdir, read_only=True)
   restored = checkpointer.restore(run.state(sharding.make_mesh(1)))
   checkpointer.close()
   assert int(sharding.host_copy(restored.step)) == STEPS

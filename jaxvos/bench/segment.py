@@ -91,6 +91,34 @@ def _spawn(args, impl: str, length: int, weights: str) -> dict:
 def _components(args) -> int:
   """Per-stage median times of one frame, jaxvos and PyTorch interleaved in this process (module docstring)."""
   import jax  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  stages = _stages(args)
+  times = {(stage, impl): [] for stage in stages for impl in (0, 1)}
+  autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bfloat16")
+  with torch.inference_mode(), autocast:
+    for repeat in range(args.repeats + 1):  # the first round compiles and warms up
+      for stage, fns in stages.items():
+        for impl, fn in enumerate(fns):
+          start = time.perf_counter()
+          jax.block_until_ready(fn())
+          if repeat:
+            times[stage, impl].append(time.perf_counter() - start)
+  h, w = _frame_hw(args.size)
+  print(f"STCN stages of one {w}x{h} frame, {args.dtype}, median of {args.repeats}; {os.cpu_count()} CPU cores; "
+        f"{_device()}")
+  print(f"{'stage':32} {'jaxvos ms':>10} {'torch ms':>9} {'ratio':>6}")
+  for stage in stages:
+    ours, theirs = (float(np.median(times[stage, impl])) * 1e3 for impl in (0, 1))
+    print(f"{stage:32} {ours:10.1f} {theirs:9.1f} {ours / theirs:6.2f}")
+  return 0
+
+
+def _stages(args) -> dict:
+  """{stage: (jaxvos thunk, PyTorch thunk)} computing the same stage of one frame from the same weights and
+  inputs (the PyTorch thunks run under `torch.inference_mode`). Outputs: key encoder (jaxvos's query dict,
+  stcnbuf's (k16, f16_thin, f16, f8, f4)), value encoder (keys and values, values), read-out (per-object
+  read-out), decoder (logits, probabilities)."""
+  import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
   from jaxvos import precision  # pylint: disable=g-import-not-at-top
@@ -125,39 +153,22 @@ def _components(args) -> int:
   read = jax.jit(lambda mk, mv, qk: attention.read(
       attention.l2_affinity(mk, qk.reshape(1, n, -1)), mv, valid, family.top_k))
   readout = read(memory_keys, memory_values, query["key16"]).reshape(*values.shape)
-  autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bfloat16")
-  with torch.inference_mode(), autocast:
+  with torch.inference_mode():
     k16, f16_thin, f16, f8, f4 = model.encode_key(x_torch)
     bank = MemoryBank(k=o, top_k=20)
     bank.mem_k = k16.reshape(1, k16.shape[1], -1).repeat(1, 1, slots)
-    bank.mem_v = torch.from_numpy(np.asarray(values[0].astype(jnp.float32))).reshape(o, n, -1).permute(0, 2, 1)
+    bank.mem_v = torch.from_numpy(np.array(values[0].astype(jnp.float32))).reshape(o, n, -1).permute(0, 2, 1)
     bank.mem_v, bank.has_mem = bank.mem_v.repeat(1, 1, slots), True
     readout_torch, masks_torch = bank.match_memory(k16), torch.full((o, 1, *x_torch.shape[-2:]), 0.4)
-    stages = {
-        "key encoder": (lambda: encode_query(variables, x), lambda: model.encode_key(x_torch)),
-        f"value encoder ({o} objects)": (lambda: encode_memory(variables, x, query, masks),
-                                         lambda: model.encode_value(x_torch, f16, masks_torch)),
-        f"read-out ({slots} slots, top-k)": (lambda: read(memory_keys, memory_values, query["key16"]),
-                                            lambda: bank.match_memory(k16)),
-        f"decoder ({o} objects)": (lambda: decode(variables, readout, query),
-                                   lambda: model.segment_with_query(readout_torch, f8, f4, k16, f16_thin)),
-    }
-    times = {(stage, impl): [] for stage in stages for impl in (0, 1)}
-    for repeat in range(args.repeats + 1):  # the first round compiles and warms up
-      for stage, fns in stages.items():
-        for impl, fn in enumerate(fns):
-          start = time.perf_counter()
-          jax.block_until_ready(fn())
-          if repeat:
-            times[stage, impl].append(time.perf_counter() - start)
-  h, w = _frame_hw(args.size)
-  print(f"STCN stages of one {w}x{h} frame, {args.dtype}, median of {args.repeats}; {os.cpu_count()} CPU cores; "
-        f"{_device()}")
-  print(f"{'stage':32} {'jaxvos ms':>10} {'torch ms':>9} {'ratio':>6}")
-  for stage in stages:
-    ours, theirs = (float(np.median(times[stage, impl])) * 1e3 for impl in (0, 1))
-    print(f"{stage:32} {ours:10.1f} {theirs:9.1f} {ours / theirs:6.2f}")
-  return 0
+  return {
+      "key encoder": (lambda: encode_query(variables, x), lambda: model.encode_key(x_torch)),
+      f"value encoder ({o} objects)": (lambda: encode_memory(variables, x, query, masks),
+                                       lambda: model.encode_value(x_torch, f16, masks_torch)),
+      f"read-out ({slots} slots, top-k)": (lambda: read(memory_keys, memory_values, query["key16"]),
+                                          lambda: bank.match_memory(k16)),
+      f"decoder ({o} objects)": (lambda: decode(variables, readout, query),
+                                 lambda: model.segment_with_query(readout_torch, f8, f4, k16, f16_thin)),
+  }
 
 
 def _frame_hw(size: int) -> tuple[int, int]:

@@ -237,7 +237,7 @@ def export(workdir: str, config: ml_collections.ConfigDict, state=None, mesh=Non
   optimizer, _ = build_train_step(config, family)
   like = loop.initial_state(family, optimizer, mesh or sharding.make_mesh(1), seed=0,
                             init_hw=tuple(config.data.crop_hw))
-  checkpointer = checkpoint_lib.Checkpointer(workdir)
+  checkpointer = checkpoint_lib.Checkpointer(workdir, read_only=True)
   try:
     if state is None and checkpointer.latest_step() is not None:
       state = checkpointer.restore(like)

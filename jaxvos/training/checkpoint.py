@@ -14,7 +14,9 @@ leftover temporary folders are ignored on restore and cleaned up. Saves are asyn
 the arrays are written); the data position is captured when `save` is called.
 """
 
+import contextlib
 import json
+import logging
 import os
 import shutil
 from typing import Any
@@ -41,6 +43,19 @@ class _IteratorStateSnapshot:
     return self._state
 
 
+@contextlib.contextmanager
+def _absl_warnings_off(off: bool = True):
+  """Silences absl's warnings (orbax logs through absl) inside the block when `off`."""
+  logger = logging.getLogger("absl")
+  level = logger.level
+  if off:
+    logger.setLevel(logging.ERROR)
+  try:
+    yield
+  finally:
+    logger.setLevel(level)
+
+
 def abstract_state(state: TrainState) -> TrainState:
   """Shapes, dtypes and shardings of a state: what `restore` fills in."""
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
@@ -53,17 +68,22 @@ class Checkpointer:
     workdir: the run's folder.
     keep: how many of the latest checkpoints to keep.
     async_save: write in a background thread (call `wait` before reading a checkpoint back).
+    read_only: only read (export, inspection): nothing is created, saved or cleaned up, so reading a run's
+      checkpoints while it trains (or after it was killed) never touches its folders. A writer removes the
+      temporary folders a killed save left behind; two writers on one workdir would remove each other's.
   """
 
-  def __init__(self, workdir: str, *, keep: int = 3, async_save: bool = True):
+  def __init__(self, workdir: str, *, keep: int = 3, async_save: bool = True, read_only: bool = False):
     workdir = os.path.abspath(workdir)
-    options = dict(create=True, cleanup_tmp_directories=True, enable_async_checkpointing=async_save)
+    options = dict(create=not read_only, cleanup_tmp_directories=not read_only, read_only=read_only,
+                   enable_async_checkpointing=async_save)
     self.directory = os.path.join(workdir, "checkpoints")
     self.best_directory = os.path.join(workdir, "best")
-    self._manager = ocp.CheckpointManager(
-        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, **options))
-    self._best = ocp.CheckpointManager(self.best_directory, options=ocp.CheckpointManagerOptions(
-        max_to_keep=1, best_fn=lambda metrics: metrics[BEST_METRIC], best_mode="max", **options))
+    with _absl_warnings_off(read_only):  # orbax warns that a read-only manager is read-only, and will not delete
+      self._manager = ocp.CheckpointManager(
+          self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, **options))
+      self._best = ocp.CheckpointManager(self.best_directory, options=ocp.CheckpointManagerOptions(
+          max_to_keep=1, best_fn=lambda metrics: metrics[BEST_METRIC], best_mode="max", **options))
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -136,7 +156,9 @@ def restore_variables(path: str, like: TrainState, *, best: bool = False) -> dic
     return variables
   directory = os.path.join(path, "best" if best else "checkpoints")
   target = abstract_state(like).variables()
-  with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
+  with _absl_warnings_off():
+    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True))
+  with manager:
     step = manager.best_step() if best else manager.latest_step()
     if step is None:
       raise FileNotFoundError(f"no checkpoint in {directory} (and no model.json in {path})")
