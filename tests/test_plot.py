@@ -31,6 +31,10 @@ def test_curves_png_has_the_three_panels_and_the_baseline(tmp_path):
   assert not np.any(np.all(image[:2 * panel_h] == orange, axis=-1))  # only on the J&F panel
   # Log scale: 1/step halves from step 10 to 20 and from 50 to 100; equal ratios take equal heights.
   loss_panel = image[panel_h:2 * panel_h]
-  columns = lambda step: int(round(plot._MARGIN[1] + (step - 10) / 90 * (panel_w - plot._MARGIN[1] - plot._MARGIN[3])))  # noqa: E731
-  row = lambda step: np.nonzero(np.all(loss_panel[:, columns(step)] == blue, axis=-1))[0].mean()  # noqa: E731
+  width = panel_w - plot._MARGIN[1] - plot._MARGIN[3]
+
+  def row(step):  # mean row of the curve's pixels in the column of `step`
+    column = int(round(plot._MARGIN[1] + (step - 10) / 90 * width))
+    return np.nonzero(np.all(loss_panel[:, column] == blue, axis=-1))[0].mean()
+
   assert abs((row(20) - row(10)) - (row(100) - row(50))) <= 3

@@ -10,9 +10,10 @@
 - `Segmenter.stream(object_ids)` returns a `Stream`: call it with each frame as it arrives (live video); each
   call is one jitted `step` (the same scan body, over one frame).
 
-Both give identical masks (tested). `compute_dtype=jnp.bfloat16` runs the network in bfloat16 (variables and frames
-cast once; attention and aggregation stay float32, `jaxvos.precision`). Objects may first appear at any frame: `annotations` maps a frame index to
-an id map; ids not seen before are new objects, written into memory at that frame.
+Both give identical masks (tested). Objects may first appear at any frame: `annotations` maps a frame index to
+an id map; ids not seen before are new objects, written into memory at that frame. `compute_dtype=jnp.bfloat16`
+runs the network in bfloat16 (variables cast once, frames as they come; attention and aggregation stay float32:
+`jaxvos.precision`).
 """
 
 import functools
