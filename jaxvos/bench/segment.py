@@ -92,15 +92,18 @@ def _components(args) -> int:
   """Per-stage median times of one frame, jaxvos and PyTorch interleaved in this process (module docstring)."""
   import jax  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
-  stages = _stages(args)
+  device = _torch_device(torch)
+  stages = _stages(args, device)
   times = {(stage, impl): [] for stage in stages for impl in (0, 1)}
-  autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bfloat16")
+  autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16")
   with torch.inference_mode(), autocast:
     for repeat in range(args.repeats + 1):  # the first round compiles and warms up
       for stage, fns in stages.items():
         for impl, fn in enumerate(fns):
           start = time.perf_counter()
           jax.block_until_ready(fn())
+          if impl == 1 and device == "cuda":
+            torch.cuda.synchronize()
           if repeat:
             times[stage, impl].append(time.perf_counter() - start)
   h, w = _frame_hw(args.size)
@@ -113,9 +116,13 @@ def _components(args) -> int:
   return 0
 
 
-def _stages(args) -> dict:
+def _torch_device(torch) -> str:
+  return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _stages(args, device: str = "cpu") -> dict:
   """{stage: (jaxvos thunk, PyTorch thunk)} computing the same stage of one frame from the same weights and
-  inputs (the PyTorch thunks run under `torch.inference_mode`). Outputs: key encoder (jaxvos's query dict,
+  inputs (the PyTorch thunks run under `torch.inference_mode`, on `device`). Outputs: key encoder (jaxvos's query dict,
   stcnbuf's (k16, f16_thin, f16, f8, f4)), value encoder (keys and values, values), read-out (per-object
   read-out), decoder (logits, probabilities)."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -134,12 +141,13 @@ def _stages(args) -> dict:
       from stcnbuf.model import eval_network  # pylint: disable=g-import-not-at-top
       model = eval_network.STCN()
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-  model.eval()
+  model = model.to(device).eval()
   dtype = precision.compute_dtype(args.dtype)
   variables = precision.cast_floats(variables, dtype)
   o, slots, module = args.objects, args.slots, family.module
   x_torch, _ = _pad16_torch(torch, _normalize_torch(torch, next(_frames(1, args.size))))
   x = jnp.asarray(x_torch.permute(0, 2, 3, 1).numpy(), dtype)
+  x_torch = x_torch.to(device)
   masks = jnp.full((1, o, *x.shape[1:3]), 0.4, dtype)
   encode_query = jax.jit(lambda v, x: module.apply(v, x, method="encode_query"))
   encode_memory = jax.jit(lambda v, x, q, m: module.apply(v, x, q, m, method="encode_memory"))
@@ -157,9 +165,11 @@ def _stages(args) -> dict:
     k16, f16_thin, f16, f8, f4 = model.encode_key(x_torch)
     bank = MemoryBank(k=o, top_k=20)
     bank.mem_k = k16.reshape(1, k16.shape[1], -1).repeat(1, 1, slots)
-    bank.mem_v = torch.from_numpy(np.array(values[0].astype(jnp.float32))).reshape(o, n, -1).permute(0, 2, 1)
-    bank.mem_v, bank.has_mem = bank.mem_v.repeat(1, 1, slots), True
-    readout_torch, masks_torch = bank.match_memory(k16), torch.full((o, 1, *x_torch.shape[-2:]), 0.4)
+    values_torch = torch.from_numpy(np.array(values[0].astype(jnp.float32))).to(device)
+    bank.mem_v = values_torch.reshape(o, n, -1).permute(0, 2, 1).repeat(1, 1, slots)
+    bank.has_mem = True
+    readout_torch = bank.match_memory(k16)
+    masks_torch = torch.full((o, 1, *x_torch.shape[-2:]), 0.4, device=device)
   return {
       "key encoder": (lambda: encode_query(variables, x), lambda: model.encode_key(x_torch)),
       f"value encoder ({o} objects)": (lambda: encode_memory(variables, x, query, masks),
@@ -257,7 +267,7 @@ def _run_torch(args, length: int, weights: str):
     from stcnbuf.model import eval_network  # pylint: disable=g-import-not-at-top
     model = eval_network.STCN()
   model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-  device = "cuda" if torch.cuda.is_available() else "cpu"
+  device = _torch_device(torch)
   model = model.to(device).eval()
   runner = _TorchBoundedSTCN(model, args.objects, args.slots, args.every, device)
   annotation, times = _first_mask(args.size, args.objects), []
