@@ -10,6 +10,8 @@ so the hardest pixels are chosen by a sort of the per-pixel losses and a rank ma
 static k.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
@@ -61,3 +63,43 @@ def bootstrap_fraction(step: jax.Array | int, start_step: int, end_step: int, fi
   step = jnp.asarray(step, jnp.float32)
   progress = jnp.clip((step - start_step) / max(end_step - start_step, 1), 0.0, 1.0)
   return 1.0 - (1.0 - final_fraction) * progress
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSpec:
+  """Plain cross-entropy, or STCN's bootstrapped cross-entropy with its schedule (steps count batches)."""
+  bootstrapped: bool = False
+  start_step: int = 20_000      # plain cross-entropy up to here (STCN: 20k)
+  end_step: int = 70_000        # hardest `final_fraction` of the pixels from here on (STCN: 70k)
+  final_fraction: float = 0.15
+
+
+def segmentation_loss(logits: jax.Array, labels: jax.Array, object_valid: jax.Array, step: jax.Array,
+                      spec: LossSpec) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """The default training loss of a clip (`jaxvos.models.family.Family.loss`) and its metrics.
+
+  logits [t b o+1 h w] of the scored frames, labels [t b h w], object_valid [b o]. The value is the (bootstrapped)
+  cross-entropy, a mean over frames and videos; metrics: `cross_entropy` (plain, comparable across the
+  bootstrapping schedule), `bootstrap_fraction` and `iou` (argmax masks; no gradient).
+  """
+  t, b = logits.shape[:2]
+  fraction = (bootstrap_fraction(step, spec.start_step, spec.end_step, spec.final_fraction)
+              if spec.bootstrapped else jnp.ones((), jnp.float32))
+  flat = lambda x: x.reshape(t * b, *x.shape[2:])  # noqa: E731
+  valid = jnp.broadcast_to(object_valid, (t, *object_valid.shape)).reshape(t * b, -1)
+  pixel_losses = pixel_cross_entropy(flat(logits), flat(labels), valid)
+  metrics = {"cross_entropy": jnp.mean(pixel_losses), "bootstrap_fraction": fraction,
+             "iou": jax.lax.stop_gradient(mean_iou(logits, labels, object_valid))}
+  return hardest_mean(pixel_losses, fraction), metrics
+
+
+def mean_iou(logits: jax.Array, labels: jax.Array, object_valid: jax.Array) -> jax.Array:
+  """Mean IoU of the argmax masks of logits [t b o+1 h w] against labels [t b h w] over valid objects."""
+  predicted = jnp.argmax(logits, axis=2)  # [t b h w]
+  ids = jnp.arange(1, object_valid.shape[1] + 1)[:, None, None]
+  pred, gt = predicted[:, :, None] == ids, labels[:, :, None] == ids  # [t b o h w]
+  inter = jnp.sum(pred & gt, axis=(-2, -1))
+  union = jnp.sum(pred | gt, axis=(-2, -1))
+  iou = jnp.where(union > 0, inter / jnp.maximum(union, 1), 1.0)
+  weights = jnp.broadcast_to(object_valid, iou.shape)
+  return jnp.sum(iou * weights) / jnp.maximum(jnp.sum(weights), 1)

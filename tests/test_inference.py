@@ -57,10 +57,10 @@ def test_new_object_frame_is_pinned_in_memory():
   stream = _segmenter().stream([3, 7])
   for t, frame in enumerate(frames[1:], start=1):
     stream(frame, annotations.get(t))
-  written, pinned = np.asarray(stream.memory.written_at[0]), np.asarray(stream.memory.pinned[0])
+  written, pinned = np.asarray(stream.state.memory.written_at[0]), np.asarray(stream.state.memory.pinned[0])
   # Stream frame 0 is video frame 1; object 7 arrives at stream frame 3.
   assert sorted(written[pinned]) == [0, 3]
-  assert stream.memory.keys.shape[2] == 4  # 3 slots + temporary, whatever the length
+  assert stream.state.memory.keys.shape[2] == 4  # 3 slots + temporary, whatever the length
 
 
 def test_memory_shape_is_fixed_over_a_long_video():
@@ -68,11 +68,11 @@ def test_memory_shape_is_fixed_over_a_long_video():
   frames, annotations = _video(num_frames=3)
   stream = segmenter.stream([3])
   stream(frames[1], annotations[1])
-  shapes = jax.tree.map(np.shape, stream.memory)
+  shapes = jax.tree.map(np.shape, stream.state)
   for t in range(40):
     stream(frames[t % 3])
-  assert jax.tree.map(np.shape, stream.memory) == shapes
-  assert int(stream.memory.written_at[0, 0]) == 0 and bool(stream.memory.pinned[0, 0])
+  assert jax.tree.map(np.shape, stream.state) == shapes
+  assert int(stream.state.memory.written_at[0, 0]) == 0 and bool(stream.state.memory.pinned[0, 0])
 
 
 def test_resized_inference_returns_input_size():
@@ -119,7 +119,7 @@ def test_engine_runs_the_family_step():
   for t in range(2, 6):
     new = t == 4
     new_masks = masks_of(annotations[4], [7]) if new else jnp.zeros((1, 2, 48, 64))
-    memory, logits = step(variables, memory, x[t], new_masks, jnp.array([[False, new]]))
-    labels = np.array([0, 3, 7])[np.asarray(frames_lib.postprocess(logits, geometry))[0]]
+    memory, output = step(variables, memory, x[t], new_masks, jnp.array([[False, new]]))
+    labels = np.array([0, 3, 7])[np.asarray(frames_lib.postprocess(output.logits, geometry))[0]]
     agree.append((labels == engine_masks[t]).mean())
   assert min(agree) > 0.99, agree

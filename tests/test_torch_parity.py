@@ -13,7 +13,6 @@ torch = pytest.importorskip("torch")
 
 from jaxvos.convert import from_torch  # noqa: E402
 from jaxvos.memory.key_value import MemoryConfig  # noqa: E402
-from jaxvos.ops import attention  # noqa: E402
 from tests.torch_reference import torchvision_standin  # noqa: E402
 
 TOLERANCE = 1e-4
@@ -94,7 +93,7 @@ def test_stcn_clip_matches_stcnbuf(stcn_reference):
   masks, valid, no_masks = jnp.asarray(masks)[None], jnp.ones((1, O), bool), jnp.zeros((1, O, H, W))
   # Compiled: op-by-op dispatch of a ResNet-50 compiles every op for its shapes, which takes longer.
   state = jax.jit(family.init_memory)(variables, frames[:1], masks, valid)
-  encode_query = jax.jit(lambda variables, frame: family.module.apply(variables, frame, method="encode_query"))
+  encode_query = jax.jit(lambda variables, frame: family.module.apply(variables, frame, method="encode_query")[0])
   step = jax.jit(family.step)
   for t in range(T):
     query = encode_query(variables, frames[t:t + 1])
@@ -103,13 +102,12 @@ def test_stcn_clip_matches_stcnbuf(stcn_reference):
       assert_close(query[name], nhwc(expected[t][ref_name]), f"frame {t} {name}")
     if t == 0:
       continue
-    affinity = family.affinity(state.flat_keys(), query["key16"].reshape(1, -1, query["key16"].shape[-1]))
-    readout = attention.read(affinity, state.flat_values(), state.valid_positions(), family.top_k)
-    assert_close(readout[0].reshape(O, H // 16, W // 16, -1), nhwc(expected[t]["readout"]), f"frame {t} read-out")
-    state, logits = step(variables, state, frames[t:t + 1], no_masks, jnp.zeros((1, O), bool))
-    assert_close(jax.nn.softmax(logits, axis=1)[0], expected[t]["probs"], f"frame {t} probabilities",
+    readout, _, _ = family.memory.read(state.memory, query, None)
+    assert_close(readout["readout"][0], nhwc(expected[t]["readout"]), f"frame {t} read-out")
+    state, output = step(variables, state, frames[t:t + 1], no_masks, jnp.zeros((1, O), bool))
+    assert_close(jax.nn.softmax(output.logits, axis=1)[0], expected[t]["probs"], f"frame {t} probabilities",
                  relative=False)
-  assert int(np.sum(np.asarray(state.written_at) >= 0)) == T
+  assert int(np.sum(np.asarray(state.memory.written_at) >= 0)) == T
 
 
 def test_stcn_exports_back_to_stcnbuf(stcn_reference):
@@ -138,6 +136,6 @@ def test_stcn_single_object_variant(stcn_reference):
     expected = encoder.fuser(x, f16).numpy()
   # The key encoder is checked above; its feats16 is the value encoder's other input.
   query = {"feats16": jnp.asarray(nhwc(f16.numpy())), "key16": jnp.zeros((1, H // 16, W // 16, 64))}
-  _, values = family.module.apply(variables, jnp.asarray(nhwc(frames[:1])), query, jnp.asarray(masks[None, :1]),
-                                  method="encode_memory")
+  values = family.module.apply(variables, jnp.asarray(nhwc(frames[:1])), query, jnp.asarray(masks[None, :1]),
+                               method="encode_memory")["values"]
   assert_close(values[0], nhwc(expected), "single-object values")

@@ -12,6 +12,9 @@ import optax
 import pytest
 
 from data_pipelines import sampling, synthetic
+from jaxvos import losses
+from jaxvos.inference import Segmenter
+from jaxvos.models.family import StepOutput
 from jaxvos.ops import attention
 from jaxvos.training import loop, optimizer as optimizer_lib, sharding, step as step_lib
 from jaxvos.training.checkpoint import Checkpointer
@@ -34,9 +37,14 @@ class ToyMemory:
 
 @dataclasses.dataclass(frozen=True)
 class ToyFamily:
-  """A protocol-conforming family: per-object mean features as memory, written from detached predictions."""
+  """A protocol-conforming family written by hand (no skeleton): per-object mean features as memory, written
+  from detached predictions. It shows the protocol's extension points: an aux output (`prototype_norm`), an
+  rng (in training, noise scaled by `noise` is added to the scores and reported as `noise_draw`) and a custom
+  loss term (`toy_term`, `term_weight` times the mean prototype norm) on top of the default loss."""
   name: str = "toy"
   config: None = None
+  noise: float = 0.0
+  term_weight: float = 0.0
 
   def init(self, rng, frame_hw=(32, 32)):
     return ToyNet().init(rng, jnp.zeros((1, *frame_hw, 3)))
@@ -49,15 +57,24 @@ class ToyFamily:
     feats = ToyNet().apply(variables, frame)
     return ToyMemory(self._prototypes(feats, masks), object_valid, jnp.ones((), jnp.int32))
 
-  def step(self, variables, memory, frame, new_masks, new_object_valid):
+  def step(self, variables, memory, frame, new_masks, new_object_valid, *, rng=None):
     del new_masks, new_object_valid  # training clips never introduce objects
     feats = ToyNet().apply(variables, frame)
-    scores = jnp.einsum("bhwc,boc->bohw", feats, memory.prototypes)
-    logits = attention.aggregate(jax.nn.sigmoid(scores.astype(jnp.float32) - 1.0), memory.object_valid)
+    scores = jnp.einsum("bhwc,boc->bohw", feats, memory.prototypes).astype(jnp.float32)
+    draw = jnp.zeros((frame.shape[0],)) if rng is None else jax.random.normal(rng, (frame.shape[0],))
+    scores = scores + self.noise * draw[:, None, None, None]
+    logits = attention.aggregate(jax.nn.sigmoid(scores - 1.0), memory.object_valid)
     probs = jax.lax.stop_gradient(jax.nn.softmax(logits, axis=1)[:, 1:])
     count = memory.count.astype(jnp.float32)
     prototypes = (memory.prototypes * count + self._prototypes(feats, probs)) / (count + 1)
-    return memory.replace(prototypes=prototypes.astype(memory.prototypes.dtype), count=memory.count + 1), logits
+    memory = memory.replace(prototypes=prototypes.astype(memory.prototypes.dtype), count=memory.count + 1)
+    aux = {"prototype_norm": jnp.linalg.norm(prototypes.astype(jnp.float32), axis=(1, 2)), "noise_draw": draw}
+    return memory, StepOutput(logits=logits, aux=aux)
+
+  def loss(self, logits, labels, object_valid, aux, step, spec):
+    value, metrics = losses.segmentation_loss(logits, labels, object_valid, step, spec)
+    term = self.term_weight * jnp.mean(aux["prototype_norm"])
+    return value + term, {**metrics, "toy_term": term, "noise_draw": jnp.mean(jnp.abs(aux["noise_draw"]))}
 
 
 FAMILY = ToyFamily()
@@ -152,17 +169,17 @@ def test_unroll_sees_only_the_first_frames_labels():
   variables = FAMILY.init(jax.random.PRNGKey(0))
   batch = dataset()[0]
   frames = jnp.asarray(batch["frames"]).astype(jnp.float32) / 255.0
-  logits = step_lib.unroll_clip(FAMILY, variables, frames, batch["labels"], batch["object_valid"])
+  logits = step_lib.unroll_clip(FAMILY, variables, frames, batch["labels"], batch["object_valid"]).logits
   assert logits.shape == (2, 8, 3, 32, 32)
   scrambled = batch["labels"].copy()
   scrambled[:, 1:] = np.flip(scrambled[:, 1:], axis=-1)
-  again = step_lib.unroll_clip(FAMILY, variables, frames, scrambled, batch["object_valid"])
+  again = step_lib.unroll_clip(FAMILY, variables, frames, scrambled, batch["object_valid"]).logits
   np.testing.assert_array_equal(logits, again)
   first_changed = batch["labels"].copy()
   first_changed[:, 0] = 0
   first_changed[:, 0, :8, :8] = 1
-  assert not np.allclose(step_lib.unroll_clip(FAMILY, variables, frames, first_changed, batch["object_valid"]),
-                         logits)
+  changed = step_lib.unroll_clip(FAMILY, variables, frames, first_changed, batch["object_valid"]).logits
+  assert not np.allclose(changed, logits)
 
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -194,10 +211,34 @@ def test_loss_is_mean_over_frames_and_videos():
   valid = jnp.ones((3, 2), bool)
   per_frame = [float(optax.softmax_cross_entropy_with_integer_labels(
       jnp.moveaxis(logits[t], 1, -1), labels[t].astype(jnp.int32)).mean()) for t in range(2)]
-  bootstrapped, plain = step_lib.clip_loss(logits, labels, valid, jnp.float32(1.0))
-  np.testing.assert_allclose([bootstrapped, plain], [np.mean(per_frame)] * 2, rtol=1e-6)
-  bootstrapped, plain = step_lib.clip_loss(logits, labels, valid, jnp.float32(0.3))
-  assert bootstrapped > plain
+  plain_spec = losses.LossSpec()
+  value, metrics = losses.segmentation_loss(logits, labels, valid, jnp.int32(0), plain_spec)
+  np.testing.assert_allclose([value, metrics["cross_entropy"]], [np.mean(per_frame)] * 2, rtol=1e-6)
+  hard_spec = losses.LossSpec(bootstrapped=True, start_step=0, end_step=10, final_fraction=0.3)
+  value, metrics = losses.segmentation_loss(logits, labels, valid, jnp.int32(10), hard_spec)
+  np.testing.assert_allclose(metrics["bootstrap_fraction"], 0.3, rtol=1e-6)
+  assert value > metrics["cross_entropy"]
+
+
+def test_aux_outputs_rng_and_a_custom_loss_term_flow_through_training():
+  """The toy family's aux reaches its loss, its loss metrics reach the step's metrics, and the step's rng
+  reaches the family: a different draw every step (and none in inference)."""
+  family = ToyFamily(noise=0.5, term_weight=0.25)
+  optimizer = optax.sgd(1e-2)
+  train_step = jax.jit(step_lib.make_train_step(family, optimizer))
+  state = create_train_state(family.init(jax.random.PRNGKey(0)), optimizer, jax.random.PRNGKey(1))
+  batches = [dataset(batch_size=2)[i] for i in range(2)]
+  draws = []
+  for batch in batches:
+    state, metrics = train_step(state, sharding.device_batch(batch, sharding.make_mesh(1)))
+    assert float(metrics["toy_term"]) > 0
+    np.testing.assert_allclose(float(metrics["loss"]),
+                               float(metrics["cross_entropy"]) + float(metrics["toy_term"]), rtol=1e-5)
+    draws.append(float(metrics["noise_draw"]))
+  assert draws[0] > 0 and draws[0] != draws[1]
+  without_term = jax.jit(step_lib.make_train_step(ToyFamily(noise=0.5), optimizer))
+  _, metrics = without_term(state, sharding.device_batch(batches[0], sharding.make_mesh(1)))
+  assert float(metrics["toy_term"]) == 0.0
 
 
 def test_a_new_stage_starts_from_a_previous_runs_parameters_with_a_fresh_optimizer(tmp_path):
@@ -212,3 +253,20 @@ def test_a_new_stage_starts_from_a_previous_runs_parameters_with_a_fresh_optimiz
                      clips_per_step=8, init_from=str(tmp_path / "static"))
   assert max_difference(start.params, first.params) == 0.0
   assert int(start.step) == 0 and int(start.opt_state.mini_step) == 0
+
+
+def test_aux_outputs_reach_the_inference_engine_without_rng():
+  """The engine collects a family's aux per video (what `segment --stats` prints); inference draws nothing."""
+  family = ToyFamily(noise=0.5)
+  segmenter = Segmenter(family, family.init(jax.random.PRNGKey(0)), size=-1, chunk=2)
+  video = VIDEOS[0]
+  frames = [np.asarray(video.frame(t)) for t in range(5)]
+  annotation = np.asarray(video.mask(0))
+  list(segmenter.segment_video(frames, {0: annotation}))
+  stream = segmenter.stream(np.unique(annotation)[1:])
+  for t, frame in enumerate(frames):
+    stream(frame, annotation if t == 0 else None)
+  stats = stream.aux_stats()
+  assert set(stats) == {"prototype_norm", "noise_draw"}
+  assert stats["noise_draw"] == {"mean": 0.0, "min": 0.0, "max": 0.0}
+  assert stats["prototype_norm"]["min"] > 0

@@ -1,7 +1,8 @@
 """ResNet-18 and ResNet-50 trunks cut after layer3, with torchvision's layout and parameter names.
 
 A trunk returns the features at strides 2, 4, 8 and 16 (`feats2` after conv1/bn1/relu, `feats4` after layer1,
-`feats8` after layer2, `feats16` after layer3). ResNet-50 blocks are torchvision's v1.5 bottlenecks (the stride
+`feats8` after layer2, `feats16` after layer3), and `conv1`, conv1's output after BatchNorm and before the ReLU
+(SwiftNet's light aggregation encoder adds its mask features there). ResNet-50 blocks are torchvision's v1.5 bottlenecks (the stride
 sits on the 3x3 convolution). BatchNorm is frozen (`jaxvos.nn.layers.frozen_batch_norm`).
 
 `resnet_trunk` creates its layers inside the calling module, so a model whose PyTorch reference inlines the
@@ -63,7 +64,7 @@ class Bottleneck(nn.Module):
 def resnet_trunk(x: jax.Array, *, depth: int, width: int = 64, conv_bias: bool = False,
                  layer_names: Sequence[str] = ("layer1", "layer2", "layer3"),
                  conv1_extra: jax.Array | None = None) -> dict[str, jax.Array]:
-  """Runs conv1 .. layer3 on [... h w c] inside the calling (compact) module; returns feats2/4/8/16."""
+  """Runs conv1 .. layer3 on [... h w c] inside the calling (compact) module; returns conv1, feats2/4/8/16."""
   lead = x.shape[:-3]
   x = x.reshape(-1, *x.shape[-3:])
   if conv1_extra is not None:
@@ -74,7 +75,8 @@ def resnet_trunk(x: jax.Array, *, depth: int, width: int = 64, conv_bias: bool =
   x = _conv(width, 7, 2, conv_bias, "conv1")(x)
   if conv1_extra is not None:
     x = x + conv1_extra
-  feats = {"feats2": nn.relu(frozen_batch_norm("bn1")(x))}
+  conv1 = frozen_batch_norm("bn1")(x)
+  feats = {"conv1": conv1, "feats2": nn.relu(conv1)}
   x = nn.max_pool(feats["feats2"], (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
   in_channels = width
   for stage, (name, count) in enumerate(zip(layer_names, counts)):

@@ -1,4 +1,4 @@
-"""`python -m jaxvos bench segment`: per-frame latency and peak memory of jaxvos against PyTorch STCN.
+"""`jaxvos bench segment`: per-frame latency and peak memory of jaxvos against PyTorch STCN.
 
 The PyTorch reference is the STCN network of the `stcnbuf` package (an MIT fork of hkchengrex/STCN; its
 torchvision imports are served by the stand-in in `tests/torch_reference`, so run this from a checkout with
@@ -35,18 +35,26 @@ WARMUP = 3
 
 
 def add_arguments(parser):
-  parser.add_argument("--model", default="stcn", choices=["stcn"], help="model family (the reference is STCN)")
-  parser.add_argument("--size", type=int, default=480, help="frame height; width is 16:9 (default 480 -> 854)")
-  parser.add_argument("--lengths", default="100,500,1000", help="video lengths to run (default 100,500,1000)")
-  parser.add_argument("--objects", type=int, default=2, help="objects in the video (default 2)")
-  parser.add_argument("--slots", type=int, default=9, help="memory slots, first frame + ring (default 9)")
-  parser.add_argument("--every", type=int, default=5, help="write every k-th frame (default 5)")
+  parser.add_argument("--model", default="stcn", choices=["stcn"], help="the model family; the reference is "
+                      "STCN (default: stcn)")
+  parser.add_argument("--size", type=int, default=480, metavar="N", help="frame height in pixels; the width is "
+                      "16:9 (default: 480, i.e. 854x480)")
+  parser.add_argument("--lengths", default="100,500,1000", metavar="LIST", help="comma-separated video lengths "
+                      "to run (default: 100,500,1000)")
+  parser.add_argument("--objects", type=int, default=2, metavar="N", help="objects in the video (default: 2)")
+  parser.add_argument("--slots", type=int, default=9, metavar="N", help="memory slots, the first frame and the "
+                      "ring (default: 9)")
+  parser.add_argument("--every", type=int, default=5, metavar="N", help="write every N-th frame into memory "
+                      "(default: 5)")
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
-                      help="compute dtype of both sides (bfloat16: jaxvos's compute dtype, PyTorch's autocast)")
-  parser.add_argument("--impl", default="jaxvos,torch", help="which implementations (default jaxvos,torch)")
+                      help="compute dtype of both sides: jaxvos's compute dtype, PyTorch's autocast "
+                      "(default: float32)")
+  parser.add_argument("--impl", default="jaxvos,torch", metavar="LIST", help="the implementations to run "
+                      "(default: jaxvos,torch)")
   parser.add_argument("--components", action="store_true",
                       help="time the stages of one frame (encoders, read-out, decoder) instead of whole videos")
-  parser.add_argument("--repeats", type=int, default=5, help="--components: timed repeats per stage (default 5)")
+  parser.add_argument("--repeats", type=int, default=5, metavar="N", help="with --components: timed repeats per "
+                      "stage (default: 5)")
   parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one measured run in a fresh process
 
 
@@ -149,11 +157,12 @@ def _stages(args, device: str = "cpu") -> dict:
   x = jnp.asarray(x_torch.permute(0, 2, 3, 1).numpy(), dtype)
   x_torch = x_torch.to(device)
   masks = jnp.full((1, o, *x.shape[1:3]), 0.4, dtype)
-  encode_query = jax.jit(lambda v, x: module.apply(v, x, method="encode_query"))
+  encode_query = jax.jit(lambda v, x: module.apply(v, x, method="encode_query")[0])
   encode_memory = jax.jit(lambda v, x, q, m: module.apply(v, x, q, m, method="encode_memory"))
-  decode = jax.jit(lambda v, r, q: module.apply(v, r, q, method="decode"))
+  decode = jax.jit(lambda v, r, q: module.apply(v, q, {"readout": r}, method="decode")[0])
   query = encode_query(variables, x)
-  keys, values = encode_memory(variables, x, query, masks)
+  encoded = encode_memory(variables, x, query, masks)
+  keys, values = encoded["keys"], encoded["values"]
   n = keys.shape[2] * keys.shape[3]  # the frame's positions at /16
   memory_keys = jnp.tile(keys.reshape(1, 1, n, -1), (1, 1, slots, 1))  # a full memory: `slots` copies
   memory_values = jnp.tile(values.reshape(1, o, n, -1), (1, 1, slots, 1))

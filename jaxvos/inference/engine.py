@@ -10,7 +10,9 @@
 - `Segmenter.stream(object_ids)` returns a `Stream`: call it with each frame as it arrives (live video); each
   call is one jitted `step` (the same scan body, over one frame).
 
-Both give identical masks (tested). Objects may first appear at any frame: `annotations` maps a frame index to
+Both give identical masks (tested). The family's per-frame aux outputs (`StepOutput.aux`) are collected per
+video as host statistics (`Stream.aux_stats`: mean, min and max of each key over the frames), which
+`segment --stats` prints. Objects may first appear at any frame: `annotations` maps a frame index to
 an id map; ids not seen before are new objects, written into memory at that frame. `compute_dtype=jnp.bfloat16`
 runs the network in bfloat16 (variables cast once, frames as they come; attention and aggregation stay float32:
 `jaxvos.precision`).
@@ -36,7 +38,7 @@ class Segmenter:
     self.family, self.size, self.chunk = family, size, chunk
     self.variables = precision.cast_floats(variables, compute_dtype)
     self._init_memory = jax.jit(family.init_memory)
-    self._scan = jax.jit(functools.partial(_scan_chunk, family), donate_argnums=1)  # memory updated in place
+    self._scan = jax.jit(functools.partial(_scan_chunk, family), donate_argnums=1)  # state updated in place
     self._preprocess = jax.jit(lambda x, geometry: frames_lib.preprocess(x, geometry).astype(compute_dtype),
                                static_argnums=1)
     self._postprocess = jax.jit(frames_lib.postprocess, static_argnums=1)
@@ -72,11 +74,20 @@ class Stream:
       raise ValueError(f"object ids must be in 1..255, got {slot_ids.tolist()}")
     self.segmenter, self.slot_ids = segmenter, slot_ids
     self.known = np.zeros(len(slot_ids), bool)
-    self.memory, self.geometry = None, None
+    self.state, self.geometry = None, None
+    self._aux: dict[str, list[np.ndarray]] = {}
 
   @property
   def started(self) -> bool:
-    return self.memory is not None
+    return self.state is not None
+
+  def aux_stats(self) -> dict[str, dict[str, float]]:
+    """Per aux key of the family: mean, min and max over the frames segmented so far (and the batch axes)."""
+    stats = {}
+    for key, chunks in self._aux.items():
+      values = np.concatenate([chunk.reshape(chunk.shape[0], -1).mean(axis=1) for chunk in chunks])
+      stats[key] = {"mean": float(values.mean()), "min": float(values.min()), "max": float(values.max())}
+    return stats
 
   def __call__(self, frame: np.ndarray, annotation: np.ndarray | None = None) -> np.ndarray:
     """uint8 [H W 3] (+ optional id map [H W]) -> uint8 [H W] id map."""
@@ -88,7 +99,7 @@ class Stream:
       slot_map, valid = self._new_objects(annotation)
       x = seg._preprocess(jnp.asarray(frame[None]), self.geometry)
       masks = frames_lib.one_hot_slots(jnp.asarray(slot_map[None]), len(self.slot_ids))
-      self.memory = seg._init_memory(seg.variables, x, masks, jnp.asarray(valid[None]))
+      self.state = seg._init_memory(seg.variables, x, masks, jnp.asarray(valid[None]))
       return np.where(np.isin(annotation, self.slot_ids[valid]), annotation, 0).astype(np.uint8)
     return self.run_chunk([(frame, annotation)])[0]
 
@@ -104,8 +115,10 @@ class Stream:
       self._check_size(frame)
     slot_maps, valid = zip(*[self._new_objects(annotation) for _, annotation in items])
     x = seg._preprocess(jnp.asarray(np.stack([frame for frame, _ in items])), self.geometry)
-    self.memory, logits = seg._scan(seg.variables, self.memory, x, jnp.asarray(np.stack(slot_maps)),
-                                    jnp.asarray(np.stack(valid)))
+    self.state, (logits, aux) = seg._scan(seg.variables, self.state, x, jnp.asarray(np.stack(slot_maps)),
+                                          jnp.asarray(np.stack(valid)))
+    for key, value in aux.items():
+      self._aux.setdefault(key, []).append(np.asarray(value, np.float32))
     labels = np.asarray(seg._postprocess(logits, self.geometry))
     return [self.slot_ids_of(label) for label in labels]
 
@@ -133,21 +146,21 @@ class Stream:
       raise ValueError(f"frame size {frame.shape[:2]} differs from the video's {self.geometry.input_hw}")
 
 
-def _scan_chunk(family: Family, variables, memory, frames: jax.Array, slot_maps: jax.Array,
-                new_valid: jax.Array):
-  """`step` over frames [T h w 3] under `lax.scan`, with slot maps [T h w] and new_valid [T o] of new objects.
+def _scan_chunk(family: Family, variables, state, frames: jax.Array, slot_maps: jax.Array, new_valid: jax.Array):
+  """`step` over frames [T h w 3] under `lax.scan`, with slot maps [T h w] and new_valid [T o] of new objects;
+  -> (state, (logits [T o+1 h w], aux {key: [T ...]})).
 
   No padding frames: a `lax.cond` to skip them made every frame about 1.5x slower on the CPU.
   """
   num_objects = new_valid.shape[-1]
 
-  def body(memory, inputs):
+  def body(state, inputs):
     frame, slot_map, valid = inputs
     masks = frames_lib.one_hot_slots(slot_map[None], num_objects)
-    memory, logits = family.step(variables, memory, frame[None], masks, valid[None])
-    return memory, logits[0]
+    state, output = family.step(variables, state, frame[None], masks, valid[None])
+    return state, (output.logits[0], jax.tree.map(lambda x: x[0], output.aux))
 
-  return jax.lax.scan(body, memory, (frames, slot_maps, new_valid))
+  return jax.lax.scan(body, state, (frames, slot_maps, new_valid))
 
 
 def object_ids_of(annotations: Mapping[int, np.ndarray]) -> np.ndarray:

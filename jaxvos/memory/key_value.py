@@ -13,10 +13,13 @@ valid `lax.scan` carry and a 10 000-frame video compiles and runs like a 10-fram
 """
 
 import dataclasses
+from typing import Callable
 
 import flax.struct
 import jax
 import jax.numpy as jnp
+
+from jaxvos.ops import attention
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,3 +113,52 @@ def write(memory: KeyValueMemory, config: MemoryConfig, keys: jax.Array, values:
     written_at = written_at.at[:, config.slots].set(jnp.where(to_ring, -1, written_at[:, config.slots]))
   return memory.replace(keys=new_keys, values=new_values, written_at=written_at,
                         pinned=memory.pinned | (hit & pin[:, None]))
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyValueMemoryType:
+  """The skeleton's memory type (`jaxvos.models.skeleton`) for STM and STCN: whole frames in slots.
+
+  `encode()` returns `{"keys": [b g h w ck], "values": [b o h w cv]}`; the query holds `key16` [b h w ck]. The
+  read-out is `{"readout": [b o h w cv]}`: a softmax over the valid memory positions of `affinity`, restricted
+  to the `top_k` best where set. Aux: `memory_fill`, the fraction of slots in use [b].
+  """
+  config: MemoryConfig
+  affinity: Callable[[jax.Array, jax.Array], jax.Array]  # (memory keys [b g m ck], query keys [b n ck])
+  top_k: int | None = None
+
+  def init(self, encoded, query, info) -> KeyValueMemory:
+    del query
+    keys, values = _flat(encoded["keys"]), _flat(encoded["values"])
+    memory = KeyValueMemory.empty(
+        self.config, batch=keys.shape[0], key_groups=keys.shape[1], objects=values.shape[1],
+        positions=keys.shape[2], key_dim=keys.shape[-1], value_dim=values.shape[-1], dtype=keys.dtype)
+    memory = memory.replace(object_valid=info.object_valid)
+    slot, pin, do = plan_write(memory, self.config, jnp.ones(keys.shape[0], bool))
+    memory = write(memory, self.config, keys, values, slot, pin, do)
+    return memory.replace(num_frames=memory.num_frames + 1)
+
+  def read(self, memory: KeyValueMemory, query, info):
+    del info
+    b, h, w, _ = query["key16"].shape
+    affinity = self.affinity(memory.flat_keys(), query["key16"].reshape(b, h * w, -1))
+    readout = attention.read(affinity, memory.flat_values(), memory.valid_positions(), self.top_k)
+    return {"readout": readout.reshape(b, readout.shape[1], h, w, readout.shape[-1])}, memory, {}
+
+  def update(self, memory: KeyValueMemory, encode, query, probs, info):
+    del query, probs
+    memory = memory.replace(object_valid=info.object_valid)
+    slot, pin, do = plan_write(memory, self.config, info.annotated)
+
+    def encode_and_write(memory):
+      encoded = encode()
+      return write(memory, self.config, _flat(encoded["keys"]), _flat(encoded["values"]), slot, pin, do)
+
+    memory = jax.lax.cond(jnp.any(do), encode_and_write, lambda memory: memory, memory)
+    fill = jnp.mean((memory.written_at >= 0).astype(jnp.float32), axis=1)
+    return memory.replace(num_frames=memory.num_frames + 1), {"memory_fill": fill}
+
+
+def _flat(x: jax.Array) -> jax.Array:
+  """[b x h w c] -> [b x (h w) c]."""
+  return x.reshape(*x.shape[:2], -1, x.shape[-1])

@@ -1,54 +1,101 @@
-"""Model families by name: `build("stcn")`, `build("stcn-r18", top_k=None)`, `from_config(name, dict)`.
+"""Model families by name, in one table: `build("stcn")`, `build("stcn-r18", top_k=None)`, `from_config(name, d)`.
 
-`-r18` variants use ResNet-18 encoders (the CPU-friendly sizes); `-tiny` variants are for tests and smoke runs
-(ResNet-18 at a quarter width, small heads) and are meant to be trained, not imported.
+Everything that lists or rebuilds families reads this table: the CLI's choices and help, `convert`, checkpoint
+`model.json` files (`config_dict` / `from_config`) and the contract tests (`tests/test_family_contract.py`), so a
+family is registered here and nowhere else. `-r18` variants use ResNet-18 encoders (the CPU-friendly sizes);
+`-tiny` variants are for tests and smoke runs (ResNet-18 at a quarter width, small heads) and are meant to be
+trained, not imported.
 """
 
 import dataclasses
+import types
+import typing
 from typing import Any, Callable
 
-from jaxvos.memory.key_value import MemoryConfig
 from jaxvos.models.family import Family
 from jaxvos.models.stcn import STCNConfig, stcn
 from jaxvos.models.stm import STMConfig, stm
 
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+  """One registered model: how to build it, its config class, the defaults it overrides, one line of help."""
+  constructor: Callable[..., Family]
+  config_class: type
+  defaults: dict[str, Any]
+  summary: str
+
+
 _TINY_STCN = dict(key_depth=18, width=16, key_dim=16, value_dim=32, hidden_dim=32, decoder_dims=(32, 16, 16))
 _TINY_STM = dict(depth=18, width=16, key_dim=16, value_dim=32, decoder_dim=16)
 
-# name -> (family constructor, config class, default overrides of the config)
-_MODELS: dict[str, tuple[Callable[..., Family], type, dict[str, Any]]] = {
-    "stcn": (stcn, STCNConfig, {}),
-    "stcn-r18": (stcn, STCNConfig, dict(key_depth=18)),
-    "stcn-tiny": (stcn, STCNConfig, _TINY_STCN),
-    "stm": (stm, STMConfig, {}),
-    "stm-r18": (stm, STMConfig, dict(depth=18, key_dim=32, value_dim=128)),
-    "stm-tiny": (stm, STMConfig, _TINY_STM),
+MODELS: dict[str, Entry] = {
+    "stcn": Entry(stcn, STCNConfig, {}, "STCN, ResNet-50 key encoder (the official model's sizes)"),
+    "stcn-r18": Entry(stcn, STCNConfig, dict(key_depth=18), "STCN with a ResNet-18 key encoder"),
+    "stcn-tiny": Entry(stcn, STCNConfig, _TINY_STCN, "STCN at a quarter width, for tests and smoke runs"),
+    "stm": Entry(stm, STMConfig, {}, "STM, two ResNet-50 encoders"),
+    "stm-r18": Entry(stm, STMConfig, dict(depth=18, key_dim=32, value_dim=128), "STM with ResNet-18 encoders"),
+    "stm-tiny": Entry(stm, STMConfig, _TINY_STM, "STM at a quarter width, for tests and smoke runs"),
 }
 
 
 def names() -> list[str]:
-  return list(_MODELS)
+  return list(MODELS)
+
+
+def tiny_names() -> list[str]:
+  """The `-tiny` variant of every family (what the contract tests run)."""
+  return [name for name in MODELS if name.endswith("-tiny")]
+
+
+def describe() -> str:
+  """One line per model, for `--help` texts."""
+  return "\n".join(f"{name:<14} {entry.summary}" for name, entry in MODELS.items())
 
 
 def build(name: str, **overrides: Any) -> Family:
-  """The family `name` with config fields overridden (`memory` may be a dict of `MemoryConfig` fields)."""
-  if name not in _MODELS:
-    raise ValueError(f"unknown model {name!r}; known: {', '.join(_MODELS)}")
-  constructor, config_class, defaults = _MODELS[name]
-  fields = {**defaults, **overrides}
-  if isinstance(fields.get("memory"), dict):
-    fields["memory"] = MemoryConfig(**fields["memory"])
-  if isinstance(fields.get("decoder_dims"), list):
-    fields["decoder_dims"] = tuple(fields["decoder_dims"])
-  return constructor(config_class(**fields), name=name)
+  """The family `name` with config fields overridden (nested configs may be given as dicts, tuples as lists)."""
+  entry = _entry(name)
+  fields = {**entry.defaults, **overrides}
+  return entry.constructor(_from_dict(entry.config_class, fields), name=name)
 
 
 def from_config(name: str, config: dict[str, Any]) -> Family:
-  """Rebuilds a family from `dataclasses.asdict(family.config)` (what checkpoints store)."""
-  if name not in _MODELS:
-    raise ValueError(f"unknown model {name!r}; known: {', '.join(_MODELS)}")
+  """Rebuilds a family from `config_dict(family)` (what checkpoints store)."""
   return build(name, **config)
 
 
 def config_dict(family: Family) -> dict[str, Any]:
+  """The JSON-able config of a family (nested dataclasses as dicts)."""
   return dataclasses.asdict(family.config)
+
+
+def _entry(name: str) -> Entry:
+  if name not in MODELS:
+    raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+  return MODELS[name]
+
+
+def _from_dict(config_class: type, fields: dict[str, Any]) -> Any:
+  """`config_class(**fields)`, turning dicts into nested config dataclasses and lists into tuples by the
+  field's annotation, and naming unknown fields in the error."""
+  hints = typing.get_type_hints(config_class)
+  known = {field.name for field in dataclasses.fields(config_class)}
+  if set(fields) - known:
+    raise ValueError(f"unknown {config_class.__name__} fields: {', '.join(sorted(set(fields) - known))}")
+  converted = {}
+  for key, value in fields.items():
+    hint = hints[key]
+    if isinstance(value, dict) and dataclasses.is_dataclass(hint):
+      value = _from_dict(hint, value)
+    elif isinstance(value, list) and _is_tuple(hint):
+      value = tuple(value)
+    converted[key] = value
+  return config_class(**converted)
+
+
+def _is_tuple(hint: Any) -> bool:
+  origin = typing.get_origin(hint)
+  if origin in (typing.Union, types.UnionType):
+    return any(_is_tuple(arg) for arg in typing.get_args(hint))
+  return hint is tuple or origin is tuple

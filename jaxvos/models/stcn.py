@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxvos.backbones.resnet import resnet_trunk
-from jaxvos.memory.key_value import MemoryConfig
-from jaxvos.models.memory_network import MemoryNetwork
+from jaxvos.memory.key_value import KeyValueMemoryType, MemoryConfig
+from jaxvos.models.skeleton import MemoryFamily, VOSModule
 from jaxvos.nn.blocks import FeatureFusionBlock, ResBlock, UpsampleBlock
 from jaxvos.nn.layers import conv
 from jaxvos.ops import attention
@@ -91,8 +91,8 @@ class Decoder(nn.Module):
     return resize_bilinear(x, scale_factor=4.0)[..., 0]
 
 
-class STCN(nn.Module):
-  """The STCN network; `MemoryNetwork` drives it through the three methods below."""
+class STCN(VOSModule):
+  """The STCN network, driven by `jaxvos.models.skeleton.MemoryFamily` (see its module contract)."""
   config: STCNConfig
 
   def setup(self):
@@ -103,29 +103,33 @@ class STCN(nn.Module):
     self.key_comp = conv(c.hidden_dim, 3, name="key_comp")
     self.decoder = Decoder(c.decoder_dims)
 
-  def encode_query(self, frame: jax.Array) -> dict[str, jax.Array]:
-    """STCN's `encode_key`: key16 [b h w ck], value16 (key_comp), feats16/8/4."""
+  def encode_query(self, frame: jax.Array, cache=None, info=None):
+    """STCN's `encode_key`: key16 [b h w ck], value16 (key_comp), feats16/8/4; no cache, no aux."""
+    del info
     feats = self.key_encoder(frame)
-    return {"key16": self.key_proj(feats["feats16"]), "value16": self.key_comp(feats["feats16"]),
-            "feats16": feats["feats16"], "feats8": feats["feats8"], "feats4": feats["feats4"]}
+    query = {"key16": self.key_proj(feats["feats16"]), "value16": self.key_comp(feats["feats16"]),
+             "feats16": feats["feats16"], "feats8": feats["feats8"], "feats4": feats["feats4"]}
+    return query, {} if cache is None else cache, {}
 
-  def encode_memory(self, frame: jax.Array, query: dict[str, jax.Array], masks: jax.Array):
+  def encode_memory(self, frame: jax.Array, query: dict[str, jax.Array], probs: jax.Array, info=None):
     """The frame's query key is its memory key (g = 1); values from the value encoder."""
-    values = self.value_encoder(frame, query["feats16"], masks)
-    return query["key16"][:, None], values
+    del info
+    return {"keys": query["key16"][:, None], "values": self.value_encoder(frame, query["feats16"], probs)}
 
-  def decode(self, readout: jax.Array, query: dict[str, jax.Array]) -> jax.Array:
-    """STCN's `segment_with_query` before the sigmoid: [b o h w cv] -> logits [b o H W]."""
+  def decode(self, query: dict[str, jax.Array], readout: dict[str, jax.Array], cache=None, info=None):
+    """STCN's `segment_with_query` before the sigmoid: read-out [b o h w cv] -> logits [b o H W]."""
+    del info
+    readout = readout["readout"]
     value16 = jnp.broadcast_to(query["value16"][:, None], (*readout.shape[:-1], query["value16"].shape[-1]))
-    return self.decoder(jnp.concatenate([readout, value16], axis=-1), query["feats8"], query["feats4"])
+    logits = self.decoder(jnp.concatenate([readout, value16], axis=-1), query["feats8"], query["feats4"])
+    return logits, cache, {}
 
   def initialize(self, frame: jax.Array, masks: jax.Array) -> jax.Array:
     """Touches every parameter once (for `init`)."""
-    query = self.encode_query(frame)
-    _, values = self.encode_memory(frame, query, masks)
-    return self.decode(values, query)
+    query, _, _ = self.encode_query(frame)
+    return self.decode(query, {"readout": self.encode_memory(frame, query, masks)["values"]})[0]
 
 
-def stcn(config: STCNConfig = STCNConfig(), name: str = "stcn") -> MemoryNetwork:
-  return MemoryNetwork(name=name, config=config, module=STCN(config), affinity=attention.l2_affinity,
-                       memory_config=config.memory, top_k=config.top_k)
+def stcn(config: STCNConfig = STCNConfig(), name: str = "stcn") -> MemoryFamily:
+  memory = KeyValueMemoryType(config.memory, attention.l2_affinity, config.top_k)
+  return MemoryFamily(name=name, config=config, module=STCN(config), memory=memory)

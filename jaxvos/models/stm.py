@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxvos.backbones.resnet import resnet_trunk
-from jaxvos.memory.key_value import MemoryConfig
-from jaxvos.models.memory_network import MemoryNetwork
+from jaxvos.memory.key_value import KeyValueMemoryType, MemoryConfig
+from jaxvos.models.skeleton import MemoryFamily, VOSModule
 from jaxvos.nn.blocks import Refine, ResBlock
 from jaxvos.nn.layers import KAIMING_FAN_OUT, conv
 from jaxvos.ops import attention
@@ -87,7 +87,8 @@ class Decoder(nn.Module):
     return logits[..., 1] - logits[..., 0]  # softmax over {bg, fg} == sigmoid of the difference
 
 
-class STM(nn.Module):
+class STM(VOSModule):
+  """The STM network, driven by `jaxvos.models.skeleton.MemoryFamily` (see its module contract)."""
   config: STMConfig
 
   def setup(self):
@@ -98,26 +99,31 @@ class STM(nn.Module):
     self.KV_Q_r4 = KeyValue(c.key_dim, c.value_dim)
     self.Decoder = Decoder(c.decoder_dim)
 
-  def encode_query(self, frame: jax.Array) -> dict[str, jax.Array]:
+  def encode_query(self, frame: jax.Array, cache=None, info=None):
+    del info
     feats = self.Encoder_Q(frame)
     key16, value16 = self.KV_Q_r4(feats["feats16"])
-    return {"key16": key16, "value16": value16, "feats8": feats["feats8"], "feats4": feats["feats4"]}
+    query = {"key16": key16, "value16": value16, "feats8": feats["feats8"], "feats4": feats["feats4"]}
+    return query, {} if cache is None else cache, {}
 
-  def encode_memory(self, frame: jax.Array, query: dict[str, jax.Array], masks: jax.Array):
+  def encode_memory(self, frame: jax.Array, query: dict[str, jax.Array], probs: jax.Array, info=None):
     """Per-object keys (g = o) and values from the memory encoder; the query features are not used."""
-    del query
-    return self.KV_M_r4(self.Encoder_M(frame, masks))
+    del query, info
+    keys, values = self.KV_M_r4(self.Encoder_M(frame, probs))
+    return {"keys": keys, "values": values}
 
-  def decode(self, readout: jax.Array, query: dict[str, jax.Array]) -> jax.Array:
+  def decode(self, query: dict[str, jax.Array], readout: dict[str, jax.Array], cache=None, info=None):
+    del info
+    readout = readout["readout"]
     value16 = jnp.broadcast_to(query["value16"][:, None], readout.shape)
-    return self.Decoder(jnp.concatenate([readout, value16], axis=-1), query["feats8"], query["feats4"])
+    logits = self.Decoder(jnp.concatenate([readout, value16], axis=-1), query["feats8"], query["feats4"])
+    return logits, cache, {}
 
   def initialize(self, frame: jax.Array, masks: jax.Array) -> jax.Array:
-    query = self.encode_query(frame)
-    _, values = self.encode_memory(frame, query, masks)
-    return self.decode(values, query)
+    query, _, _ = self.encode_query(frame)
+    return self.decode(query, {"readout": self.encode_memory(frame, query, masks)["values"]})[0]
 
 
-def stm(config: STMConfig = STMConfig(), name: str = "stm") -> MemoryNetwork:
-  return MemoryNetwork(name=name, config=config, module=STM(config), affinity=attention.dot_affinity,
-                       memory_config=config.memory, top_k=None)
+def stm(config: STMConfig = STMConfig(), name: str = "stm") -> MemoryFamily:
+  memory = KeyValueMemoryType(config.memory, attention.dot_affinity, top_k=None)
+  return MemoryFamily(name=name, config=config, module=STM(config), memory=memory)

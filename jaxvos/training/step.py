@@ -5,10 +5,11 @@ to compile once with `jax.jit` and shardings (`jaxvos.training.sharding`). For e
 
 1. `family.init_memory` on frame 0 with its ground-truth masks;
 2. `family.step` on frames 1 .. t-1 under `lax.scan`, the memory as the carry; the family writes each frame into
-   memory from its own detached soft prediction (STM/STCN practice; `jaxvos.models.memory_network`), so the clip's
+   memory from its own detached soft prediction (STM/STCN practice; `jaxvos.models.skeleton`), so the clip's
    later frames never see their ground truth;
-3. the loss (cross-entropy or STCN's bootstrapped cross-entropy over {background, objects}) on frames 1 .. t-1,
-   averaged over frames and videos; gradients of the parameters only (BatchNorm is frozen).
+3. the family's `loss` on frames 1 .. t-1 (by default cross-entropy or STCN's bootstrapped cross-entropy over
+   {background, objects}, averaged over frames and videos; a family may add terms from the steps' aux outputs);
+   gradients of the parameters only (BatchNorm is frozen).
 
 Options: `jax.checkpoint` over the per-frame step (activations of one frame at a time are kept for the backward
 pass: memory grows with the clip length only through the memory itself), and a bfloat16 compute dtype with float32
@@ -16,78 +17,45 @@ parameters (parameters, BatchNorm statistics and frames are cast inside the step
 affinities, soft aggregation, masks and the loss stay float32: `jaxvos.precision`).
 """
 
-import dataclasses
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxvos import losses
 from jaxvos.inference.frames import normalize, one_hot_slots
-from jaxvos.models.family import Family
+from jaxvos.losses import LossSpec
+from jaxvos.models.family import Family, StepOutput
 from jaxvos.precision import cast_floats
 from jaxvos.training.state import TrainState
 
 Batch = dict[str, jax.Array]  # frames uint8 [b t h w 3], labels uint8 [b t h w], object_valid bool [b o]
 
 
-@dataclasses.dataclass(frozen=True)
-class LossSpec:
-  """Plain cross-entropy, or STCN's bootstrapped cross-entropy with its schedule (steps count batches)."""
-  bootstrapped: bool = False
-  start_step: int = 20_000      # plain cross-entropy up to here (STCN: 20k)
-  end_step: int = 70_000        # hardest `final_fraction` of the pixels from here on (STCN: 70k)
-  final_fraction: float = 0.15
-
-
 def unroll_clip(family: Family, variables: Any, frames: jax.Array, labels: jax.Array, object_valid: jax.Array,
-                *, remat: bool = True, rng: jax.Array | None = None) -> jax.Array:
-  """Logits float [t-1 b o+1 h w] of frames 1 .. t-1 of clips `frames` [b t h w 3] (normalised).
+                *, remat: bool = True, rng: jax.Array | None = None) -> StepOutput:
+  """The step outputs of frames 1 .. t-1 of clips `frames` [b t h w 3] (normalised), stacked over frames:
+  logits float [t-1 b o+1 h w] and each aux array [t-1 b ...].
 
   `labels` uint8 [b t h w]: only frame 0 is read (its masks initialise the memory). With `remat`, the per-frame
-  step is rematerialised in the backward pass (`jax.checkpoint`). A family that declares `stochastic = True`
-  (e.g. sampled gates) gets `rng=` a key per frame folded from `rng`; the others never see it.
+  step is rematerialised in the backward pass (`jax.checkpoint`). With `rng`, frame i's step gets
+  `fold_in(rng, i)` (training: dropout, sampled gates); without, every step is deterministic.
   """
   num_objects = object_valid.shape[1]
   first_masks = one_hot_slots(labels[:, 0], num_objects)
-  memory = family.init_memory(variables, frames[:, 0], first_masks, object_valid)
+  state = family.init_memory(variables, frames[:, 0], first_masks, object_valid)
   no_masks, no_objects = jnp.zeros_like(first_masks), jnp.zeros_like(object_valid)
-  stochastic = getattr(family, "stochastic", False) and rng is not None
 
-  def frame_step(memory, inputs):
+  def frame_step(state, inputs):
     frame, index = inputs
-    extra = {"rng": jax.random.fold_in(rng, index)} if stochastic else {}
-    return family.step(variables, memory, frame, no_masks, no_objects, **extra)
+    frame_rng = None if rng is None else jax.random.fold_in(rng, index)
+    return family.step(variables, state, frame, no_masks, no_objects, rng=frame_rng)
 
   if remat:
     frame_step = jax.checkpoint(frame_step, prevent_cse=False)
   later = jnp.moveaxis(frames[:, 1:], 1, 0)
-  _, logits = jax.lax.scan(frame_step, memory, (later, jnp.arange(1, frames.shape[1])))
-  return logits
-
-
-def clip_loss(logits: jax.Array, labels: jax.Array, object_valid: jax.Array, fraction: jax.Array
-              ) -> tuple[jax.Array, jax.Array]:
-  """(bootstrapped cross-entropy, plain cross-entropy), means over frames and videos, of logits [t b o+1 h w]
-  against labels [t b h w]; objects [b o]. At `fraction` 1 both are equal."""
-  t, b = logits.shape[:2]
-  flat = lambda x: x.reshape(t * b, *x.shape[2:])  # noqa: E731
-  valid = jnp.broadcast_to(object_valid, (t, *object_valid.shape)).reshape(t * b, -1)
-  pixel_losses = losses.pixel_cross_entropy(flat(logits), flat(labels), valid)
-  return losses.hardest_mean(pixel_losses, fraction), jnp.mean(pixel_losses)
-
-
-def mean_iou(logits: jax.Array, labels: jax.Array, object_valid: jax.Array) -> jax.Array:
-  """Mean IoU of the argmax masks over valid objects and frames (a training-progress metric, no gradient)."""
-  predicted = jnp.argmax(logits, axis=2)  # [t b h w]
-  ids = jnp.arange(1, object_valid.shape[1] + 1)[:, None, None]
-  pred, gt = predicted[:, :, None] == ids, labels[:, :, None] == ids  # [t b o h w]
-  inter = jnp.sum(pred & gt, axis=(-2, -1))
-  union = jnp.sum(pred | gt, axis=(-2, -1))
-  iou = jnp.where(union > 0, inter / jnp.maximum(union, 1), 1.0)
-  weights = jnp.broadcast_to(object_valid, iou.shape)
-  return jnp.sum(iou * weights) / jnp.maximum(jnp.sum(weights), 1)
+  _, outputs = jax.lax.scan(frame_step, state, (later, jnp.arange(1, frames.shape[1])))
+  return outputs
 
 
 def make_train_step(family: Family, optimizer: optax.GradientTransformation, *, loss: LossSpec = LossSpec(),
@@ -99,32 +67,30 @@ def make_train_step(family: Family, optimizer: optax.GradientTransformation, *, 
   Args:
     family: the model family (its `init_memory` and `step` are unrolled over the clip).
     optimizer: from `jaxvos.training.optimizer.make_optimizer`.
-    loss: cross-entropy or bootstrapped cross-entropy with its schedule over batch steps.
+    loss: the `LossSpec` handed to `family.loss` (cross-entropy or bootstrapped cross-entropy with its
+      schedule over batch steps).
     remat: `jax.checkpoint` over the per-frame step.
     compute_dtype: float32, or bfloat16 for the network's compute (parameters stay float32).
     learning_rate: the schedule, only to report the current rate in the metrics.
 
-  Metrics (float32 scalars, means over the global batch): `loss` (what is minimised), `cross_entropy` (the plain
-  cross-entropy, comparable across the bootstrapping schedule), `iou` (argmax masks), `grad_norm`,
-  `bootstrap_fraction` and, with `learning_rate`, `learning_rate`.
+  Metrics (float32 scalars, means over the global batch): `loss` (what is minimised), every metric of the
+  family's `loss` (the default: `cross_entropy`, `bootstrap_fraction`, `iou`; a family adds its own, e.g. a
+  sparsity term), `grad_norm` and, with `learning_rate`, `learning_rate`.
   """
-  def loss_fn(params, state: TrainState, batch: Batch, fraction: jax.Array):
+  def loss_fn(params, state: TrainState, batch: Batch):
     variables = cast_floats({"params": params, "batch_stats": state.batch_stats}, compute_dtype)
     frames = normalize(batch["frames"]).astype(compute_dtype)
     rng = jax.random.fold_in(state.rng, state.step)  # the only randomness of a step
-    logits = unroll_clip(family, variables, frames, batch["labels"], batch["object_valid"], remat=remat, rng=rng)
+    outputs = unroll_clip(family, variables, frames, batch["labels"], batch["object_valid"], remat=remat, rng=rng)
     labels = jnp.moveaxis(batch["labels"][:, 1:], 1, 0)
-    value, plain = clip_loss(logits, labels, batch["object_valid"], fraction)
-    aux = {"cross_entropy": plain, "iou": mean_iou(logits, labels, batch["object_valid"])}
-    return value, jax.lax.stop_gradient(aux)
+    value, metrics = family.loss(outputs.logits, labels, batch["object_valid"], outputs.aux, state.step, loss)
+    return value, jax.lax.stop_gradient(metrics)
 
   def train_step(state: TrainState, batch: Batch):
-    fraction = (losses.bootstrap_fraction(state.step, loss.start_step, loss.end_step, loss.final_fraction)
-                if loss.bootstrapped else jnp.ones((), jnp.float32))
-    (value, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state, batch, fraction)
+    (value, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state, batch)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": value, **aux, "grad_norm": optax.tree.norm(grads), "bootstrap_fraction": fraction}
+    metrics = {"loss": value, **aux, "grad_norm": optax.tree.norm(grads)}
     if learning_rate is not None:
       metrics["learning_rate"] = jnp.asarray(learning_rate(state.step), jnp.float32)
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
