@@ -100,19 +100,97 @@ def _mask_values(image: Image.Image, path: str, *, binary: bool = False) -> np.n
   ids = distinct[(distinct != 0) & (distinct != VOID_ID)]
   looks_antialiased = image.mode == "L" and VOID_ID in distinct and len(ids) > 0
   if looks_antialiased or len(ids) > MAX_DISTINCT_IDS:
-    shown = ", ".join(str(v) for v in ids[:6])
-    raise DataError(path, f"values {shown}{', ...' if len(ids) > 6 else ''} are not object ids (an "
-                    "anti-aliased or colour-converted mask?); save masks with nearest-neighbour resampling "
-                    "as indexed PNGs")
+    raise DataError(path, f"values {_shown(ids)} are not object ids (an anti-aliased or colour-converted mask?); "
+                    "save masks with nearest-neighbour resampling as indexed PNGs")
+  edge_values = edge_only_values(values)
+  if edge_values.size:
+    warn(path, f"values {_shown(edge_values)} occur only on the edges between other ids (an anti-aliased mask?); "
+         "each such pixel was given the nearest id around it")
+    return repair_edge_values(values, edge_values)
   return values
 
 
+def _shown(values: np.ndarray, limit: int = 6) -> str:
+  """`1, 2, 3, ...`: the first few of a list of pixel values, for messages."""
+  return ", ".join(str(v) for v in values[:limit]) + (", ..." if len(values) > limit else "")
+
+
+def _neighbourhood(values: np.ndarray, radius: int, reduce) -> np.ndarray:
+  """`reduce` (np.minimum, np.maximum) of each pixel's (2 radius + 1)^2 window, edges replicated; [h w]."""
+  padded = np.pad(values, radius, mode="edge")
+  h, w = values.shape
+  rows = padded[:, :w]
+  for dx in range(1, 2 * radius + 1):
+    rows = reduce(rows, padded[:, dx:dx + w])
+  out = rows[:h]
+  for dy in range(1, 2 * radius + 1):
+    out = reduce(out, rows[dy:dy + h])
+  return out
+
+
+def edge_only_values(values: np.ndarray) -> np.ndarray:
+  """Pixel values that look like anti-aliasing rather than objects: sorted uint8 [k] (often empty).
+
+  Resizing an id map with bilinear (or any smoothing) resampling leaves, on the boundary between ids a < b, thin
+  bands of values in between. A value is taken for such a band when no pixel of it has its whole 3x3
+  neighbourhood of that value (no interior: a band is at most two pixels wide) and every pixel of it has, within
+  two pixels, a smaller and a larger value that do have an interior (it lies between two real ids). Real objects
+  have an interior; a thin object (a rope) borders the background only, not a larger id as well.
+  """
+  h, w = values.shape
+  core = values[1:-1, 1:-1]
+  interior = np.ones(core.shape, bool)
+  for dy, dx in ((0, 0), (0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (2, 2)):
+    interior &= values[dy:dy + h - 2, dx:dx + w - 2] == core
+  solid = _value_counts(core[interior]) > 0  # [256] values with an interior
+  candidates = (_value_counts(values) > 0) & ~solid
+  if not candidates.any() or not solid.any():
+    return np.zeros(0, np.uint8)
+  on_solid = solid[values]
+  lower = _neighbourhood(np.where(on_solid, values, 255).astype(np.uint8), 2, np.minimum)
+  higher = _neighbourhood(np.where(on_solid, values, 0).astype(np.uint8), 2, np.maximum)
+  between = (lower < values) & (higher > values)
+  candidates &= _value_counts(values[candidates[values] & ~between]) == 0
+  return np.flatnonzero(candidates).astype(np.uint8)
+
+
+def _value_counts(values: np.ndarray) -> np.ndarray:
+  """How many pixels hold each value 0..255: int [256]."""
+  return np.bincount(values.reshape(-1), minlength=256)
+
+
+def repair_edge_values(values: np.ndarray, edge_values: np.ndarray) -> np.ndarray:
+  """Gives each pixel of `edge_values` the id, among the other values within two pixels, nearest to its value.
+
+  For a band between ids a and b this is the id the value is closer to (a 0/255 soft edge is thresholded at
+  128); a pixel with no other id within two pixels takes the nearest id of the whole mask.
+  """
+  ids = np.setdiff1d(np.unique(values), edge_values)
+  is_edge = np.isin(values, edge_values)
+  distance = np.abs(values[None].astype(np.int16) - ids[:, None, None].astype(np.int16)).astype(np.float32)
+  near = np.stack([_neighbourhood((values == i).astype(np.uint8), 2, np.maximum) > 0 for i in ids])
+  nearest_around = ids[np.argmin(np.where(near, distance, np.inf), axis=0)]
+  nearest_overall = ids[np.argmin(distance, axis=0)]
+  choice = np.where(near.any(axis=0), nearest_around, nearest_overall)
+  return np.where(is_edge, choice, values).astype(np.uint8)
+
+
 def binary_mask_values(path: str) -> bool:
-  """True for a DAVIS 2016-style single-object mask: a 1-bit image, or a grey one holding only 0 and 255."""
+  """True for a DAVIS 2016-style single-object mask: a 1-bit image, or a grey one holding only 0 and 255.
+
+  A grey 0/255 mask with soft (anti-aliased) edges counts too: `read_mask(path, binary=True)` thresholds it at
+  128 with a warning.
+  """
   image = _open(path)
   if image.mode == "1":
     return True
-  return image.mode == "L" and set(np.unique(np.asarray(image)).tolist()) <= {0, 255}
+  if image.mode != "L":
+    return False
+  values = np.asarray(image)
+  distinct = set(np.unique(values).tolist())
+  if distinct <= {0, 255}:
+    return True
+  return 255 in distinct and distinct - set(edge_only_values(values).tolist()) <= {0, 255}
 
 
 def fit_mask_to_frame(mask: np.ndarray, frame_hw: tuple[int, int], path: str) -> np.ndarray:

@@ -4,6 +4,7 @@ Frames are uint8 [h w 3] RGB, as everywhere in `data_pipelines`. A video's frame
 (their index, five digits), so masks and predictions pair with them as with a folder of images.
 
     reader = VideoReader("clip.mp4")           # opens the file and decodes one frame to check it; nothing more
+    reader.check()                              # decodes every frame once (a truncated file is found now)
     len(reader), reader.fps, reader.frame_hw
     for frame in reader: ...                    # decodes one frame at a time
     write_video("out.mp4", frames, fps=24)      # frames: any iterable; mp4 streams, gif collects them
@@ -84,6 +85,9 @@ class VideoReader:
   def __iter__(self) -> Iterator[np.ndarray]:
     """Yields every frame as uint8 [h w 3] RGB, decoding one at a time (a fresh pass over the file each time).
 
+    A file that ends before the frames its header announces warns (once: `len(self)` then becomes the frames
+    that decode, and `frame_names` with it).
+
     Raises:
       DataError: a frame that cannot be decoded (a truncated or corrupt file) or whose size differs from the
         first frame's, naming the file and the frame.
@@ -98,6 +102,16 @@ class VideoReader:
     if count < self.num_frames:
       warn(self.path, f"only {count} of the {self.num_frames} frames the file announces could be decoded "
            "(a truncated file?)")
+      self.num_frames = count
+
+  def check(self) -> None:
+    """Decodes every frame once, so that a corrupt or truncated file fails (or is cut short) before any work.
+
+    Raises what `__iter__` raises; a file that ends early warns once and `len(self)` becomes the frames that
+    decode (see `__iter__`).
+    """
+    for _ in self:
+      pass
 
   def _open(self) -> av.container.InputContainer:
     """Opens the container and checks it holds a video stream."""

@@ -1,4 +1,4 @@
-"""`python -m jaxvos <command>`."""
+"""`python -m jaxvos <command>`: the same as the `jaxvos` command."""
 
 from jaxvos.cli.main import main
 

@@ -54,8 +54,8 @@ def test_components_time_the_same_computation_on_both_sides():
   query, (k16, _, f16, f8, f4) = outputs["key encoder"]
   for name, theirs in (("key16", k16), ("feats16", f16), ("feats8", f8), ("feats4", f4)):
     close(nchw(query[name])[0], theirs[0], name)
-  (_, values), values_torch = outputs["value encoder (2 objects)"]
-  close(nchw(values)[0], values_torch[:, 0], "values")
+  encoded, values_torch = outputs["value encoder (2 objects)"]
+  close(nchw(encoded["values"])[0], values_torch[:, 0], "values")
   readout, readout_torch = outputs["read-out (3 slots, top-k)"]
   h, w = k16.shape[-2:]
   readout = np.asarray(readout).reshape(2, h, w, -1)

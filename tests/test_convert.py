@@ -271,11 +271,12 @@ def test_registry_model_to_torch_and_back(tmp_path, capsys):
   stm = registry.build("stm-tiny")
   flat = {path: np.zeros(shape, np.float32) for path, shape in families.variable_shapes(stm).items()}
   io.save_model(tmp_path / "stm", stm, rules.unflatten_variables(flat))
-  capsys.readouterr()
+  # STM has rules too (issue 16); its round trip is tested with the twins (tests/test_torch_twins.py).
   assert cli_main.main(["convert", "to-torch", "--checkpoint", str(tmp_path / "stm"), "--out",
-                        str(tmp_path / "stm.pth")]) == 2
-  assert capsys.readouterr().err == (f"error: {tmp_path / 'stm'}: no PyTorch conversion rules for family "
-                                     "'stm-tiny' (known: stcn, resnet18, resnet50)\n")
+                        str(tmp_path / "stm.pth")]) == 0
+  assert cli_main.main(["convert", "from-torch", "--checkpoint", str(tmp_path / "stm.pth"), "--out",
+                        str(tmp_path / "stm_back")]) == 0
+  assert io.load_model(tmp_path / "stm_back")[0].config == stm.config
 
 
 def test_without_pytorch_the_error_says_how_to_install_it(tmp_path, monkeypatch):
@@ -286,3 +287,13 @@ def test_without_pytorch_the_error_says_how_to_install_it(tmp_path, monkeypatch)
   with pytest.raises(DataError, match=r"stcn.pth: reading and writing PyTorch checkpoints needs PyTorch: "
                      r"pip install torch==2.13.0"):
     from_torch.read_state_dict(path)
+
+
+def test_checkpoint_names_are_the_registrys_and_the_backbones():
+  from jaxvos.models import registry  # pylint: disable=g-import-not-at-top
+  assert families.names() == [*registry.names(), "resnet18", "resnet50"]
+  assert [families.family_of(name) for name in ("stcn-tiny", "stm", "resnet50")] == ["stcn", "stm", "resnet50"]
+  with pytest.raises(ValueError, match=r"unknown model 'stnc'; known: stcn, .*, resnet18, resnet50$"):
+    families.build("stnc", {})
+  family = families.build("stcn-tiny", families.config_dict(registry.build("stcn-tiny", top_k=5)))
+  assert family.name == "stcn-tiny" and family.config == registry.build("stcn-tiny", top_k=5).config

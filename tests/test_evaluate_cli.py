@@ -127,7 +127,11 @@ def test_unpadded_frame_names_use_the_official_lexicographic_order(tmp_path):
   write_sequence(tmp_path / "pred", "seq", pred, names, skip=("0", "9"))  # 9.png is the last frame: not scored
   status, _, err = evaluate("--gt", tmp_path / "gt", "--pred", tmp_path / "pred")
   assert status == 0, err
-  rows = (tmp_path / "pred" / "per-frame_results-val.csv").read_text().splitlines()[1:]
+  # Without --out-dir the CSV files go beside the predictions, never among them.
+  assert sorted(os.listdir(tmp_path / "pred")) == ["seq"]
+  assert sorted(os.listdir(tmp_path / "pred-evaluation")) == [
+      "global_results-val.csv", "per-frame_results-val.csv", "per-sequence_results-val.csv"]
+  rows = (tmp_path / "pred-evaluation" / "per-frame_results-val.csv").read_text().splitlines()[1:]
   assert [r.split(",")[2] for r in rows[:10]] == ["1", "10", "11", "2", "3", "4", "5", "6", "7", "8"]
   j, f, _ = official_sequence(gt[order], pred[order])
   assert [float(r.split(",")[3]) for r in rows] == pytest.approx(j.reshape(-1).tolist(), abs=1e-9)
@@ -212,6 +216,7 @@ def test_invalid_input_is_one_line_naming_the_file(tmp_path, case, message):
   assert err.count("\n") == 1 and err.startswith(f"error: {path}: ") and "seq" in err, err
   assert message in err
   assert not (pred_dir / "global_results-val.csv").exists()
+  assert not os.path.exists(f"{pred_dir}-evaluation")
 
 
 def test_judo_ground_truth_of_two_sizes_is_refused(shared_data, tmp_path):

@@ -79,6 +79,60 @@ def test_antialiased_masks(tmp_path):
     image_io.read_mask(path)
 
 
+def bilinear(ids: np.ndarray, scale: float) -> np.ndarray:
+  """An id map resized with bilinear resampling, as image editors do."""
+  h, w = ids.shape
+  return np.asarray(Image.fromarray(ids).resize((round(w * scale), round(h * scale)), Image.Resampling.BILINEAR))
+
+
+def objects_0_3_6() -> np.ndarray:
+  ids = np.zeros((60, 80), np.uint8)
+  ids[10:40, 10:35], ids[20:50, 35:70] = 3, 6
+  return ids
+
+
+@pytest.mark.parametrize("scale", [0.5, 0.75, 1.5, 2.0, 3.0])
+def test_anti_aliased_multi_object_masks_are_repaired_with_a_warning(tmp_path, scale):
+  soft = bilinear(objects_0_3_6(), scale)
+  assert np.unique(soft).tolist() == [0, 1, 2, 3, 4, 5, 6]
+  assert image_io.edge_only_values(soft).tolist() == [1, 2, 4, 5]
+  path = save(tmp_path / "soft.png", soft, "P")
+  with pytest.warns(DataWarning, match="values 1, 2, 4, 5 occur only on the edges between other ids"):
+    repaired = image_io.read_mask(path)
+  assert np.unique(repaired).tolist() == [0, 3, 6]
+  keep = ~np.isin(soft, [1, 2, 4, 5])
+  np.testing.assert_array_equal(repaired[keep], soft[keep])  # only edge pixels change
+  assert (repaired[soft == 1] == 0).all()  # each to the nearer of the ids around it
+  assert (repaired[soft == 5] == 6).all()
+
+
+def test_soft_edged_0_255_masks_are_binary(tmp_path):
+  mask = np.zeros((60, 80), np.uint8)
+  mask[10:40, 10:50] = 255
+  soft = bilinear(mask, 1.5)
+  assert len(np.unique(soft)) > 2
+  path = save(tmp_path / "soft.png", soft, "L")
+  assert image_io.binary_mask_values(path)
+  with pytest.warns(DataWarning, match="thresholded at 128"):
+    np.testing.assert_array_equal(image_io.read_mask(path, binary=True), soft >= 128)
+  ids = np.zeros((60, 80), np.uint8)
+  ids[10:40, 10:50], ids[45:55, 5:15] = 255, 2  # 255 (void) and an object: DAVIS 2017 style, not binary
+  assert not image_io.binary_mask_values(save(tmp_path / "void.png", ids, "L"))
+
+
+def test_real_masks_and_thin_objects_are_not_anti_aliasing(shared_data):
+  ids = np.zeros((40, 40), np.uint8)
+  ids[5:7, :] = 2        # a two-pixel-wide rope on the background: no interior, but not between two ids
+  ids[20:30, 20:30] = 1  # and a solid object
+  assert image_io.edge_only_values(ids).size == 0
+  paths = sorted((shared_data / "static-images" / "DAVIS2017-first-frames" / "masks").glob("*/*.png"))
+  paths += sorted((shared_data / "davis-examples-480p" / "Annotations" / "480p" / "judo").glob("*.png"))
+  assert len(paths) >= 30
+  for path in paths:
+    with Image.open(path) as image:
+      assert image_io.edge_only_values(np.asarray(image).astype(np.uint8)).size == 0, path
+
+
 def test_indexed_mask_with_void_is_accepted(tmp_path):
   ids = np.zeros((8, 8), np.uint8)
   ids[1:3, 1:3], ids[5:7, 5:7], ids[0, :] = 1, 3, 255

@@ -1,5 +1,6 @@
 """Parameter-free ops against independent references: PyTorch for resizing/pixel shuffles, NumPy for reads."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -102,3 +103,48 @@ def test_aggregate_of_bfloat16_probabilities_is_finite():
   logits = attention.aggregate(probs, jnp.array([[True, True]]))
   assert logits.dtype == jnp.float32 and bool(jnp.isfinite(logits).all())
   np.testing.assert_array_equal(jnp.argmax(logits, axis=1), [[[1, 2]]])
+
+
+@pytest.mark.parametrize("groups,top_k", [(1, None), (1, 5), (3, None), (3, 4)])
+def test_read_memory_in_query_chunks_equals_the_whole_read(groups, top_k):
+  r = np.random.RandomState(5)
+  b, n, m = 2, 23, 37
+  memory_keys = jnp.asarray(r.randn(b, groups, m, 8).astype(np.float32))
+  query_keys = jnp.asarray(r.randn(b, n, 8).astype(np.float32))
+  values = jnp.asarray(r.randn(b, 3, m, 4).astype(np.float32))
+  valid = jnp.asarray(r.rand(b, m) > 0.3)
+  for affinity_fn in (attention.l2_affinity, attention.dot_affinity):
+    whole = jax.jit(lambda k, q, v, ok: attention.read(affinity_fn(k, q), v, ok, top_k))
+    expected = whole(memory_keys, query_keys, values, valid)
+    for rows in (7, n):  # query positions per chunk (4 chunks, the last padded); n: the very program of `read`
+      chunked = jax.jit(lambda k, q, v, ok: attention.read_memory(  # noqa: B023
+          affinity_fn, k, q, v, ok, top_k, chunk_bytes=4 * b * groups * m * rows))
+      got = chunked(memory_keys, query_keys, values, valid)
+      if rows == n:
+        np.testing.assert_array_equal(got, expected)
+      np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+  if top_k is not None or groups > 1:
+    return
+  # Training reads through it too (a full softmax): the gradients agree.
+  loss = lambda read_fn: jax.grad(lambda v, q: jnp.sum(read_fn(v, q) ** 2), argnums=(0, 1))  # noqa: E731
+  whole_grads = loss(lambda v, q: attention.read(attention.l2_affinity(memory_keys, q), v, valid, top_k))(
+      values, query_keys)
+  chunk_grads = loss(lambda v, q: attention.read_memory(attention.l2_affinity, memory_keys, q, v, valid, top_k,
+                                                        chunk_bytes=4 * b * groups * m * 5))(values, query_keys)
+  for got, expected in zip(chunk_grads, whole_grads):
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_read_memory_never_holds_the_affinity_of_a_4k_frame_whole():
+  """STCN at 3840x2160 (--size -1): 240x135 query positions against 9 memory frames of as many positions."""
+  from jaxvos.inference import budget  # pylint: disable=g-import-not-at-top
+  n, m = 240 * 135, 9 * 240 * 135
+  args = (jax.ShapeDtypeStruct((1, 1, m, 64), jnp.float32), jax.ShapeDtypeStruct((1, n, 64), jnp.float32),
+          jax.ShapeDtypeStruct((1, 1, m, 512), jnp.float32), jax.ShapeDtypeStruct((1, m), jnp.bool_))
+  inputs = sum(np.prod(a.shape) * a.dtype.itemsize for a in args)
+  whole = jax.make_jaxpr(lambda k, q, v, ok: attention.read(attention.l2_affinity(k, q), v, ok, 20))(*args)
+  chunked = jax.make_jaxpr(lambda k, q, v, ok: attention.read_memory(attention.l2_affinity, k, q, v, ok, 20))(
+      *args)
+  assert budget.peak_bytes(whole.jaxpr) - inputs > 4 * n * m  # the 37.8 GB affinity, and more
+  # A few chunk-sized temporaries (the walk does not fuse elementwise operations as XLA does): ~1 GB, not 38.
+  assert budget.peak_bytes(chunked.jaxpr) - inputs < 6 * attention.QUERY_CHUNK_BYTES

@@ -1,4 +1,4 @@
-"""`python -m jaxvos segment`: inputs, outputs, overlays, progress and bad input.
+"""`jaxvos segment`: inputs, outputs, overlays, progress and bad input.
 
 Most tests replace the model with a stand-in engine that copies the last known mask forward (fast, and its output
 is known exactly), so they test the command's input and output handling; `test_end_to_end_*` run the real engine
@@ -53,16 +53,23 @@ def clip(tmp_path):
 
 
 class CopyEngine:
-  """Stand-in for `jaxvos.inference.Segmenter`: each new object's mask is carried forward unchanged."""
+  """Stand-in for `jaxvos.inference.Segmenter`: each new object's mask is carried forward unchanged.
+
+  `fail_after` frames, it raises `failure` instead (a run that fails half-way).
+  """
 
   def __init__(self):
-    self.calls, self.size = [], None
+    self.calls, self.size, self.models_loaded = [], None, 0
+    self.fail_after, self.failure = None, None
 
-  def segment_video(self, frames, annotations):
+  def segment_video(self, frames, annotations, stats=None):
+    del stats  # it reports no statistics
     self.calls.append({"annotations": {i: np.unique(m).tolist() for i, m in annotations.items()},
                        "size": self.size})
     current = None
     for index, frame in enumerate(frames):
+      if index == self.fail_after:
+        raise self.failure
       current = np.zeros(frame.shape[:2], np.uint8) if current is None else current
       if index in annotations:
         current = np.where(annotations[index] > 0, annotations[index], current)
@@ -72,7 +79,13 @@ class CopyEngine:
 @pytest.fixture
 def engine(monkeypatch):
   engine = CopyEngine()
-  monkeypatch.setattr(segment_cli, "load_model", lambda name, checkpoint: (None, None))
+
+  def load_model(name, checkpoint):
+    engine.models_loaded += 1
+    return None, {}
+
+  monkeypatch.setattr(segment_cli, "load_model", load_model)
+  monkeypatch.setattr(segment_cli, "check_memory", lambda *args: None)
   monkeypatch.setattr(segment_cli, "make_segmenter",
                       lambda family, variables, size, dtype: setattr(engine, "size", size) or engine)
   return engine
@@ -129,6 +142,100 @@ def test_one_png_for_the_first_frame_and_binary_masks(clip, engine, capsys):
   assert engine.calls[0]["annotations"] == {0: [0, 1]}
   assert all(sorted(np.unique(ids).tolist()) == [0, 1] for ids in read_outputs(clip / "out").values())
   assert "a 0/255 mask (DAVIS 2016 style): one object, written as id 1" in capsys.readouterr().err
+
+
+def bilinear(ids: np.ndarray, hw) -> np.ndarray:
+  """An id map resized with bilinear resampling, as image editors do: anti-aliased edges."""
+  return np.asarray(Image.fromarray(ids).resize((hw[1], hw[0]), Image.Resampling.BILINEAR))
+
+
+def test_binary_mask_with_soft_edges_is_thresholded_with_a_warning(clip, engine, capsys):
+  soft = bilinear(square((24, 32), 5, 2, 8, 255), HW)  # 0/255, with values in between on its edges
+  assert len(np.unique(soft)) > 2
+  Image.fromarray(soft).save(clip / "first.png")
+  with pytest.warns(DataWarning, match="anti-aliased.*thresholded at 128"):
+    assert segment("--frames", clip / "frames", "--masks", clip / "first.png", "--out", clip / "out") == 0
+  assert engine.calls[0]["annotations"] == {0: [0, 1]}
+  np.testing.assert_array_equal(read_outputs(clip / "out")["frame_8"], (soft >= 128).astype(np.uint8))
+  assert "a 0/255 mask (DAVIS 2016 style): one object, written as id 1" in capsys.readouterr().err
+
+
+def test_multi_object_mask_with_anti_aliased_edges_is_repaired_with_a_warning(clip, engine):
+  ids = square((24, 32), 2, 2, 10, 3)
+  ids[8:20, 12:28] = 6
+  soft = bilinear(ids, HW)  # ids 0, 3 and 6, and 1, 2, 4, 5 on the edges between them
+  assert np.unique(soft).tolist() == [0, 1, 2, 3, 4, 5, 6]
+  Image.fromarray(soft).save(clip / "first.png")
+  with pytest.warns(DataWarning, match="values 1, 2, 4, 5 occur only on the edges between other ids"):
+    assert segment("--frames", clip / "frames", "--masks", clip / "first.png", "--out", clip / "out") == 0
+  assert engine.calls[0]["annotations"] == {0: [0, 3, 6]}
+  first = read_outputs(clip / "out")["frame_8"]
+  assert (first[soft == 3] == 3).all() and (first[soft == 6] == 6).all() and (first[soft == 0] == 0).all()
+  assert (first[soft == 5] == 6).all() and (first[soft == 1] == 0).all()  # each edge value to its nearer id
+
+
+@pytest.mark.parametrize("failure", ["bad input", "interrupted", "out of memory"])
+def test_a_failed_run_leaves_no_partial_output(clip, engine, capsys, failure):
+  import jax  # pylint: disable=g-import-not-at-top
+  engine.fail_after = 3
+  engine.failure = {"bad input": segment_cli.DataError(clip / "frames" / "frame_11.jpg", "went bad"),
+                    "interrupted": KeyboardInterrupt(),
+                    "out of memory": jax.errors.JaxRuntimeError(
+                        "RESOURCE_EXHAUSTED: Out of memory allocating 75647003056 bytes.\nmore details")}[failure]
+  status = segment("--frames", clip / "frames", "--masks", clip / "masks", "--out", clip / "out", "--overlay",
+                   clip / "overlay.mp4")
+  assert status == {"bad input": 2, "interrupted": 130, "out of memory": 1}[failure]
+  assert not (clip / "out").exists() and not (clip / "overlay.mp4").exists()
+  assert not [name for name in os.listdir(clip) if "partial" in name]  # the staged outputs are gone too
+  last = capsys.readouterr().err.strip().splitlines()[-1]
+  assert last == {"bad input": f"error: {clip / 'frames' / 'frame_11.jpg'}: went bad", "interrupted": "interrupted",
+                  "out of memory": "error: segment: out of memory (RESOURCE_EXHAUSTED: Out of memory allocating "
+                  "75647003056 bytes.); try a smaller --size, fewer objects or frames per call, or a family with "
+                  "a fixed-size memory (gam)"}[failure]
+  # A retry needs no --overwrite, and an existing --out with --overwrite keeps its other files on failure.
+  engine.fail_after = None
+  assert segment("--frames", clip / "frames", "--masks", clip / "masks", "--out", clip / "out") == 0
+  assert len(os.listdir(clip / "out")) == 5
+
+
+def test_a_davis_run_that_fails_keeps_only_the_sequences_it_finished(tmp_path, engine):
+  config = synthetic.SyntheticConfig(height=32, width=48, num_frames=4)
+  synthetic.write_davis(str(tmp_path / "davis"), 2, 0, config)
+  first, second = (tmp_path / "davis" / "ImageSets" / "2017" / "train.txt").read_text().split()
+  calls = []
+
+  def fail_on_the_second(frames, annotations, stats=None):
+    calls.append(annotations)
+    engine.fail_after = 2 if len(calls) == 2 else None
+    engine.failure = KeyboardInterrupt()
+    return CopyEngine.segment_video(engine, frames, annotations)
+
+  engine.segment_video = fail_on_the_second
+  assert segment("--davis-root", tmp_path / "davis", "--imageset", "ImageSets/2017/train.txt", "--out",
+                 tmp_path / "out") == 130
+  assert os.listdir(tmp_path / "out") == [first] and len(os.listdir(tmp_path / "out" / first)) == 4
+  assert sorted(os.listdir(tmp_path)) == ["davis", "out"]  # nothing staged is left behind
+  assert second not in os.listdir(tmp_path / "out")
+
+
+def test_the_bundled_example_from_any_folder(tmp_path, engine, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  assert segment("--example", "judo", "--out", "judo_masks") == 0
+  assert engine.calls[0]["annotations"] == {0: [0, 1], 5: [0, 2], 8: [0, 3], 13: [0, 4]}
+  outputs = read_outputs(tmp_path / "judo_masks")
+  assert len(outputs) == 16 and outputs["00015"].shape == (480, 854)
+  assert np.unique(outputs["00015"]).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_a_run_that_cannot_fit_is_refused_in_one_line(clip, capsys, monkeypatch):
+  from jaxvos.inference import budget  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(budget, "available_bytes", lambda: (2**20, "this machine"))
+  assert segment("--frames", clip / "frames", "--masks", clip / "masks", "--out", clip / "out", "--size", -1) == 2
+  lines = capsys.readouterr().err.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: segment: stcn-tiny needs about "), lines
+  assert "for 64x48 frames at --size -1 with 2 object(s), but this machine has 0.0 GB free; try " in lines[0]
+  assert "or a family whose memory does not grow with the frame size (gam)" in lines[0]
+  assert not (clip / "out").exists()  # refused before the model was built (no "initialised" line)
 
 
 def test_mask_a_pixel_off_is_repaired_with_a_warning(clip, engine):
@@ -208,9 +315,23 @@ def _damage(clip, case: str):
   if case == "corrupt frame":
     (frames / "frame_11.jpg").write_bytes(b"\xff\xd8\xff broken")
     return [], frames / "frame_11.jpg", "cannot be decoded as an image"
-  if case == "truncated frame":  # the header is fine: found when the frame is read, after progress lines
-    (frames / "frame_11.jpg").write_bytes((frames / "frame_11.jpg").read_bytes()[:400])
+  if case == "truncated frame":  # the header is fine: found by decoding every frame up front
+    data = (frames / "frame_11.jpg").read_bytes()
+    (frames / "frame_11.jpg").write_bytes(data[:len(data) * 7 // 10])
+    with Image.open(frames / "frame_11.jpg") as image:
+      assert image.size == (HW[1], HW[0])
     return [], frames / "frame_11.jpg", "cannot be decoded as an image"
+  if case == "truncated video":  # its header and first frame are fine: found by decoding it all up front
+    video_io.write_video(str(clip / "clip.mp4"), frames_of(10), fps=10)
+    image_io.write_mask(str(clip / "vmasks" / "00000.png"), square(HW, 10, 4, 16, 1))
+    data = (clip / "clip.mp4").read_bytes()
+    (clip / "clip.mp4").write_bytes(data[:len(data) * 9 // 10])
+    assert len(video_io.VideoReader(str(clip / "clip.mp4"))) == 10
+    return ["--frames", clip / "clip.mp4", "--masks", clip / "vmasks"], clip / "clip.mp4", "cannot decode frame 00002"
+  if case == "anti-aliased mask after a binary first mask":  # no "note:" about the first mask before the error
+    Image.fromarray(square(HW, 10, 4, 16, 255)).save(masks / "frame_8.png")
+    Image.fromarray(np.zeros((*HW, 3), np.uint8)).save(masks / "frame_10.png")
+    return [], masks / "frame_10.png", "is a colour (RGB) image"
   if case == "frame of another size":
     Image.fromarray(frames_of(1, (40, 64))[0]).save(frames / "frame_11.jpg")
     return [], frames / "frame_11.jpg", "frame is 64x40 but the first frame is 64x48"
@@ -255,8 +376,8 @@ def _damage(clip, case: str):
 
 
 @pytest.mark.parametrize("case", [
-    "missing frames folder", "empty frames folder", "corrupt frame", "truncated frame", "frame of another size",
-    "RGB mask",
+    "missing frames folder", "empty frames folder", "corrupt frame", "truncated frame", "truncated video",
+    "anti-aliased mask after a binary first mask", "frame of another size", "RGB mask",
     "mask of another aspect ratio", "mask without a frame", "no mask for the first frame", "empty first mask",
     "empty masks folder", "masks not a PNG", "one image as frames", "corrupt video", "video mask named otherwise",
     "video mask past the end", "bad overlay name"])
@@ -266,16 +387,17 @@ def test_bad_input_is_one_line_naming_the_file(clip, engine, capsys, case):
   for key, value in zip(extra[::2], extra[1::2]):
     options[key] = value
   assert segment(*[str(item) for pair in options.items() for item in pair]) == 2
-  *before, last = capsys.readouterr().err.strip().splitlines()
-  assert last.startswith(f"error: {path}: ") and message in last, last
-  assert all(line.startswith("segment: ") for line in before), before  # errors found mid-run follow progress
-  if case != "truncated frame":
-    assert not before  # the rest is found before anything runs
+  lines = capsys.readouterr().err.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith(f"error: {path}: ") and message in lines[0], lines
+  assert engine.models_loaded == 0 and not engine.calls  # found before any model is built
+  assert not (clip / "out").exists()
 
 
 @pytest.mark.parametrize("args, message", [
     (["--frames", "f"], "--frames needs --masks"),
-    (["--frames", "f", "--masks", "m", "--davis-root", "d"], "give either --frames"),
+    (["--frames", "f", "--masks", "m", "--davis-root", "d"], "give one of --frames (with --masks), --example or"),
+    (["--example", "judo", "--frames", "f"], "give one of --frames"),
+    (["--example", "judo", "--masks", "m"], "--masks goes with --frames"),
     (["--davis-root", "d"], "--davis-root needs --imageset"),
     (["--frames", "f", "--masks", "m", "--size", "8"], "--size 8"),
 ])
@@ -300,8 +422,14 @@ def test_end_to_end_with_the_real_engine_and_stcn_tiny(tmp_path, capsys):
   image_io.write_mask(str(tmp_path / "masks" / "00000.png"), first)
   image_io.write_mask(str(tmp_path / "masks" / "00002.png"), late)
   assert segment("--frames", tmp_path / "clip.mp4", "--masks", tmp_path / "masks", "--out", tmp_path / "out",
-                 "--size", 64, "--overlay", tmp_path / "overlay.gif") == 0
-  stderr = capsys.readouterr().err
+                 "--size", 64, "--overlay", tmp_path / "overlay.gif", "--stats") == 0
+  captured = capsys.readouterr()
+  stderr = captured.err
+  # --stats: the family's aux outputs, summarised per clip. STCN reports its memory fill over frames 1-4: 1 slot
+  # of 9 (frame 0) at frame 1, then 2 (frame 2, where object 3 appears, is pinned): mean 7/36.
+  stats_line = [line for line in captured.out.splitlines() if line.startswith("stats: ")]
+  assert len(stats_line) == 1 and "memory_fill mean" in stats_line[0], captured.out
+  assert "memory_fill mean 0.1944 (min 0.1111, max 0.2222)" in stats_line[0]
   assert "warning: no --checkpoint: stcn-tiny runs with random weights" in stderr
   assert "segment: 5 frames in " in stderr and "Traceback" not in stderr
   outputs = read_outputs(tmp_path / "out")
@@ -325,6 +453,10 @@ def test_end_to_end_with_the_real_engine_and_stcn_tiny(tmp_path, capsys):
   assert "random weights" not in capsys.readouterr().err
   for name, ids in read_outputs(tmp_path / "from_checkpoint").items():
     np.testing.assert_array_equal(ids, outputs[name])
+  # --model may be left out: the checkpoint knows its model.
+  assert cli_main.main(["segment", "--checkpoint", str(tmp_path / "checkpoint"), "--out", str(tmp_path / "bare"),
+                        *map(str, options)]) == 0
+  assert read_outputs(tmp_path / "bare").keys() == outputs.keys()
   # bfloat16 compute: same outputs contract (random weights decide near p = 0.5, so masks are not compared).
   assert segment(*options, "--out", tmp_path / "bfloat16", "--dtype", "bfloat16") == 0
   half = read_outputs(tmp_path / "bfloat16")

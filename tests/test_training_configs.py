@@ -30,9 +30,11 @@ def test_config_builds(name, shared_data):
   text = open(REPO / name.split(":")[0], encoding="utf-8").read()
   assert "python -m jaxvos train --config experiments/" in text and ("not yet run" in text or "Result" in text)
   family, eval_family = train_cli.build_families(config)
-  assert family.config.memory.every == 1 and eval_family.name == family.name == config.model
-  optimizer, train_step = train_cli.build_train_step(config, family)
-  assert callable(train_step)
+  assert getattr(family.config.memory, "every", 1) == 1  # training writes every frame of a clip into memory
+  assert eval_family.name == family.name == config.model
+  spec = train_cli.build_optimizer_spec(config)
+  assert (spec.total_steps, spec.learning_rate) == (config.train.steps, config.optimizer.learning_rate)
+  optimizer, _ = train_cli.build_train_step(config, family)
   variables = jax.eval_shape(lambda key: family.init(key, tuple(config.data.crop_hw)), jax.random.PRNGKey(0))
   jax.eval_shape(lambda v: create_train_state(v, optimizer, jax.random.PRNGKey(0)), variables)
   items, static = train_cli.build_items(config)
@@ -55,3 +57,48 @@ def test_static_stage_mixes_image_folders_and_single_video_frames():
   assert static and 0 < len(frames) < len(items)
   frame, mask = frames[0].load()
   assert frame.shape[:2] == mask.shape and mask.max() >= 1
+
+
+def flat(config) -> dict:
+  """`{"data.crop_hw": (96, 96), ...}` of a config."""
+  def walk(node, prefix):
+    for key, value in node.items():
+      if isinstance(value, dict):
+        yield from walk(value, f"{prefix}{key}.")
+      else:
+        yield f"{prefix}{key}", value
+  return dict(walk(config.to_dict(), ""))
+
+
+@pytest.mark.parametrize("stage, variant, also", [
+    ("smoke", "", set()), ("static", "", set()), ("static", ":full", set()), ("video", "", set()),
+    ("video", ":full", {"data.gaps"}),
+])
+def test_the_families_configs_differ_only_where_the_families_do(stage, variant, also):
+  stcn = flat(train_cli.load_config(f"{REPO}/experiments/stcn/{stage}.py{variant}"))
+  stm = flat(train_cli.load_config(f"{REPO}/experiments/stm/{stage}.py{variant}"))
+  assert set(stcn) - set(stm) == {"train_model.top_k", "eval_model.top_k"} and set(stm) <= set(stcn)
+  differ = {key for key in stm if stm[key] != stcn[key]}
+  assert differ == {"model", "loss.bootstrapped", "loss.start_step", "loss.end_step", "loss.final_fraction"} | also
+  assert stcn["model"] == ("stcn-tiny" if variant != ":full" else "stcn") and stm["loss.bootstrapped"] is False
+
+
+def test_the_shared_recipes_values():
+  video = train_cli.load_config(f"{REPO}/experiments/stcn/video.py")
+  assert (video.train.steps, video.data.crop_hw, video.data.gap_boundaries) == (4000, (128, 128),
+                                                                                 (400, 1200, 2000, 3600))
+  assert (video.loss.start_step, video.loss.end_step, video.val.size, video.train.remat) == (800, 2400, 96, False)
+  full = train_cli.load_config(f"{REPO}/experiments/stcn/video.py:full")
+  assert (full.train.steps, full.optimizer.decay_boundaries, full.data.batch_size) == (150_000, (125_000,), 16)
+  assert (full.loss.start_step, full.loss.end_step, full.train.remat, full.val.every) == (20_000, 70_000, True, 5000)
+  static = train_cli.load_config(f"{REPO}/experiments/stm/static.py:full")
+  assert (static.train.steps, static.optimizer.decay_boundaries, static.data.source) == (300_000, (150_000,), "static")
+  assert video.data.davis_root == static.data.davis_root == str(REPO.parent / "shared" / "data" / "davis2016-240p")
+
+
+def test_configs_load_their_shared_base_beside_them_once():
+  common = train_cli.config_module(f"{REPO}/experiments/stcn/video.py", "../common.py")
+  assert common.__file__ == str(REPO / "experiments" / "common.py")
+  assert train_cli.config_module(f"{REPO}/experiments/stm/smoke.py", "../common.py") is common
+  with pytest.raises(FileNotFoundError, match="experiments/nothing.py"):
+    train_cli.config_module(f"{REPO}/experiments/stm/smoke.py", "../nothing.py")

@@ -20,28 +20,15 @@ held-out videos: 0.481, 0.568, 0.668, 0.761, 0.775 at steps 200 .. 1000 (J 0.739
 """
 
 import ml_collections
+from ml_collections import config_dict
+
+from jaxvos.cli.train import config_module
+
+common = config_module(__file__, "../common.py")
 
 
 def get_config() -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.model = "stcn-tiny"
-  # Training unrolls 3-frame clips: full softmax read-out, every frame written into memory.
-  c.train_model = dict(top_k=None, memory=dict(slots=4, every=1, max_pinned=1, temporary=False))
-  c.eval_model = dict(top_k=20)  # STCN at test time (memory every 5th frame)
-
-  c.data = dict(
-      source="synthetic", synthetic_videos=64, synthetic_seed=0, synthetic_hw=(96, 128), synthetic_frames=12,
-      num_frames=3, crop_hw=(96, 96), max_objects=2, gaps=(1, 2, 3), gap_boundaries=(300, 700),
-      batch_size=4, seed=0, threads=2, prefetch=4,
-      # Unused by a synthetic source (kept so every config has the same fields).
-      davis_root="", resolution="240p", imageset="", exclude=(), static_roots=(), davis_frames_every=0)
-  c.val = dict(source="synthetic", synthetic_videos=4, synthetic_seed=10_000, synthetic_hw=(96, 128),
-               synthetic_frames=12, every=250, size=-1, max_frames=0,
-               davis_root="", resolution="240p", sequences=())
-
-  c.optimizer = dict(learning_rate=1e-3, schedule="cosine", warmup_steps=50, final_fraction=0.05,
-                     weight_decay=1e-4, clip_norm=1.0, accumulate_steps=1)
-  c.loss = dict(bootstrapped=True, start_step=300, end_step=800, final_fraction=0.15)
-  c.train = dict(steps=1000, log_every=25, checkpoint_every=250, keep_checkpoints=2, async_checkpoints=True,
-                 remat=False, compute_dtype="float32", seed=0, init_from="")
-  return ml_collections.ConfigDict(c)
+  c = common.smoke("stcn")
+  c.train_model.top_k = config_dict.placeholder(int)  # None: training reads all of memory (full softmax)
+  c.eval_model.top_k = 20  # STCN at test time (memory every 5th frame)
+  return c

@@ -10,10 +10,12 @@ trunk (STCN's `key_encoder.conv1`, `key_encoder.res2.0...`) gets exactly those p
 the references need: `width` (64 in torchvision; smaller for tests), `conv_bias` (STCN's and STM's modified
 ResNets give every convolution a bias), renamed layers (`layer_names`) and `conv1_extra`, a tensor added to
 conv1's output before BatchNorm (STM's mask convolutions). Extra input channels on conv1 (mask inputs) need no
-option: the input's channel count sets conv1's shape.
+option: the input's channel count sets conv1's shape. `conv`, a factory with `_conv`'s signature, replaces the
+blocks' convolutions (SpVOS's gated 3x3 convolutions, `jaxvos.nn.gated_conv`; the stem stays plain); it must
+keep their parameter names and shapes.
 """
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -21,6 +23,7 @@ import jax
 from jaxvos.nn.layers import KAIMING_FAN_OUT, conv, frozen_batch_norm
 
 _BLOCKS = {18: ("basic", (2, 2, 2)), 50: ("bottleneck", (3, 4, 6))}
+ConvFactory = Callable[..., nn.Module]  # (features, kernel_size, stride, bias, name) -> a convolution module
 
 
 def _conv(features, kernel_size, stride, bias, name):
@@ -33,13 +36,15 @@ class BasicBlock(nn.Module):
   stride: int = 1
   project: bool = False
   conv_bias: bool = False
+  conv: ConvFactory | None = None  # None: `_conv`
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    out = nn.relu(frozen_batch_norm("bn1")(_conv(self.planes, 3, self.stride, self.conv_bias, "conv1")(x)))
-    out = frozen_batch_norm("bn2")(_conv(self.planes, 3, 1, self.conv_bias, "conv2")(out))
+    make = self.conv or _conv
+    out = nn.relu(frozen_batch_norm("bn1")(make(self.planes, 3, self.stride, self.conv_bias, "conv1")(x)))
+    out = frozen_batch_norm("bn2")(make(self.planes, 3, 1, self.conv_bias, "conv2")(out))
     if self.project:
-      x = frozen_batch_norm("downsample_1")(_conv(self.planes, 1, self.stride, self.conv_bias, "downsample_0")(x))
+      x = frozen_batch_norm("downsample_1")(make(self.planes, 1, self.stride, self.conv_bias, "downsample_0")(x))
     return nn.relu(out + x)
 
 
@@ -49,21 +54,23 @@ class Bottleneck(nn.Module):
   stride: int = 1
   project: bool = False
   conv_bias: bool = False
+  conv: ConvFactory | None = None  # None: `_conv`
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    out = nn.relu(frozen_batch_norm("bn1")(_conv(self.planes, 1, 1, self.conv_bias, "conv1")(x)))
-    out = nn.relu(frozen_batch_norm("bn2")(_conv(self.planes, 3, self.stride, self.conv_bias, "conv2")(out)))
-    out = frozen_batch_norm("bn3")(_conv(4 * self.planes, 1, 1, self.conv_bias, "conv3")(out))
+    make = self.conv or _conv
+    out = nn.relu(frozen_batch_norm("bn1")(make(self.planes, 1, 1, self.conv_bias, "conv1")(x)))
+    out = nn.relu(frozen_batch_norm("bn2")(make(self.planes, 3, self.stride, self.conv_bias, "conv2")(out)))
+    out = frozen_batch_norm("bn3")(make(4 * self.planes, 1, 1, self.conv_bias, "conv3")(out))
     if self.project:
       x = frozen_batch_norm("downsample_1")(
-          _conv(4 * self.planes, 1, self.stride, self.conv_bias, "downsample_0")(x))
+          make(4 * self.planes, 1, self.stride, self.conv_bias, "downsample_0")(x))
     return nn.relu(out + x)
 
 
 def resnet_trunk(x: jax.Array, *, depth: int, width: int = 64, conv_bias: bool = False,
                  layer_names: Sequence[str] = ("layer1", "layer2", "layer3"),
-                 conv1_extra: jax.Array | None = None) -> dict[str, jax.Array]:
+                 conv1_extra: jax.Array | None = None, conv: ConvFactory | None = None) -> dict[str, jax.Array]:
   """Runs conv1 .. layer3 on [... h w c] inside the calling (compact) module; returns conv1, feats2/4/8/16."""
   lead = x.shape[:-3]
   x = x.reshape(-1, *x.shape[-3:])
@@ -83,7 +90,7 @@ def resnet_trunk(x: jax.Array, *, depth: int, width: int = 64, conv_bias: bool =
     planes, stride = width * 2**stage, 1 if stage == 0 else 2
     for i in range(count):
       project = i == 0 and (stride != 1 or in_channels != planes * expansion)
-      x = block(planes, stride if i == 0 else 1, project, conv_bias, name=f"{name}_{i}")(x)
+      x = block(planes, stride if i == 0 else 1, project, conv_bias, conv, name=f"{name}_{i}")(x)
       in_channels = planes * expansion
     feats[f"feats{4 * 2**stage}"] = x
   return {name: f.reshape(*lead, *f.shape[1:]) for name, f in feats.items()}

@@ -1,4 +1,4 @@
-"""`python -m jaxvos bench metric`: J&F speed of jaxvos against the official DAVIS functions, side by side.
+"""`jaxvos bench metric`: J&F speed of jaxvos against the official DAVIS functions, side by side.
 
 Workload: shared DAVIS sequences at 854x480 (default blackswan and bmx-trees, 130 frames). Each ground-truth mask
 is split into `--objects` objects (vertical bands of the first frame's object), and the prediction is a perturbed
@@ -21,12 +21,14 @@ DEFAULT_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared
 
 
 def add_arguments(parser):
-  parser.add_argument("--gt", default=os.path.normpath(DEFAULT_DATA),
-                      help="folder of DAVIS sequence folders of masks (default: ../shared/data/davis-examples-480p/"
-                      "Annotations/480p)")
-  parser.add_argument("--sequences", default="blackswan,bmx-trees", help="comma-separated sequence names")
-  parser.add_argument("--objects", type=int, default=3, help="objects per sequence (default: 3)")
-  parser.add_argument("--repeats", type=int, default=3, help="timed jaxvos runs after the warm-up (best is kept)")
+  parser.add_argument("--gt", default=os.path.normpath(DEFAULT_DATA), metavar="DIR",
+                      help="a folder of DAVIS sequence folders of masks (default: ../shared/data/davis-examples-480p/"
+                      "Annotations/480p beside the checkout)")
+  parser.add_argument("--sequences", default="blackswan,bmx-trees", metavar="LIST",
+                      help="comma-separated sequence names (default: blackswan,bmx-trees)")
+  parser.add_argument("--objects", type=int, default=3, metavar="N", help="objects per sequence (default: 3)")
+  parser.add_argument("--repeats", type=int, default=3, metavar="N", help="timed jaxvos runs after the warm-up; "
+                      "the best is kept (default: 3)")
 
 
 def run(args) -> int:

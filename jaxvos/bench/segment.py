@@ -30,13 +30,15 @@ import time
 
 import numpy as np
 
+from jaxvos.bench import families
+
 DESCRIPTION = __doc__.split("\n\n")[0].split(": ", 1)[1]
 WARMUP = 3
 
 
 def add_arguments(parser):
-  parser.add_argument("--model", default="stcn", choices=["stcn"], help="the model family; the reference is "
-                      "STCN (default: stcn)")
+  parser.add_argument("--model", default="stcn", metavar="NAME", help="a registered model; stcn alone is timed against PyTorch "
+                      "STCN, any other (or --against) against a second jaxvos family (default: stcn)")
   parser.add_argument("--size", type=int, default=480, metavar="N", help="frame height in pixels; the width is "
                       "16:9 (default: 480, i.e. 854x480)")
   parser.add_argument("--lengths", default="100,500,1000", metavar="LIST", help="comma-separated video lengths "
@@ -56,11 +58,14 @@ def add_arguments(parser):
   parser.add_argument("--repeats", type=int, default=5, metavar="N", help="with --components: timed repeats per "
                       "stage (default: 5)")
   parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one measured run in a fresh process
+  families.add_arguments(parser)
 
 
 def run(args) -> int:
   if args.worker:
     return _worker(args)
+  if args.against or args.model != "stcn":
+    return families.run(args)
   if args.components:
     return _components(args)
   lengths = [int(n) for n in args.lengths.split(",")]
@@ -168,7 +173,7 @@ def _stages(args, device: str = "cpu") -> dict:
   memory_values = jnp.tile(values.reshape(1, o, n, -1), (1, 1, slots, 1))
   valid = jnp.ones((1, slots * n), bool)
   read = jax.jit(lambda mk, mv, qk: attention.read(
-      attention.l2_affinity(mk, qk.reshape(1, n, -1)), mv, valid, family.top_k))
+      attention.l2_affinity(mk, qk.reshape(1, n, -1)), mv, valid, family.config.top_k))
   readout = read(memory_keys, memory_values, query["key16"]).reshape(*values.shape)
   with torch.inference_mode():
     k16, f16_thin, f16, f8, f4 = model.encode_key(x_torch)

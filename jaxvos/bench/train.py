@@ -1,28 +1,35 @@
-"""`python -m jaxvos bench train`: training throughput (clips per second) of a config on N devices.
+"""`jaxvos bench train`: training throughput (clips per second) of a config on N devices.
 
 The config's model, clips, global batch and train step, exactly as `jaxvos train` builds them, on a `data` mesh
 of the first N devices. Three numbers: the compile time of the step; clips/s of the step alone (batches read
 beforehand, so the data pipeline is out of the measurement); and clips/s end to end, the step fed by the grain
 iterator as in training. Nothing is written to disk.
 
-    python -m jaxvos bench train --config experiments/stcn/smoke.py [--devices N] [--steps 20]
-        [--override data.batch_size=8 ...]
+    jaxvos bench train --config experiments/stcn/smoke.py [--devices N] [--steps 20] [--config.data.batch_size=8]
 """
 
+import argparse
 import time
 
 import numpy as np
 
-DESCRIPTION = __doc__.split("\n\n")[0].split(": ", 1)[1]
+DESCRIPTION = """Training throughput of a config: the compile time of its train step, then clips per second of
+the step alone and of the step fed by the data pipeline, as `jaxvos train` builds them, on the first N devices.
+Nothing is written to disk. Config fields are overridden as for `jaxvos train`: --config.KEY=VALUE.
+
+  jaxvos bench train --config experiments/stcn/smoke.py --steps 20 --config.data.batch_size=8"""
+ACCEPTS_EXTRA = True  # the --config.KEY=VALUE overrides, as `jaxvos train` takes them
 
 
 def add_arguments(parser):
-  parser.add_argument("--config", required=True, help="an experiments/<family>/<stage>.py file (FILE.py:VARIANT)")
-  parser.add_argument("--devices", type=int, help="use the first N devices (default all)")
-  parser.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
-  parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the compile (default 2)")
-  parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                      help="a config override, as --config.KEY=VALUE for `jaxvos train` (repeatable)")
+  parser.add_argument("--config", required=True, metavar="FILE", help="an experiments/<family>/<stage>.py file, "
+                      "or FILE.py:VARIANT (e.g. video.py:cpu)")
+  parser.add_argument("--devices", type=int, metavar="N", help="use the first N devices (default: all)")
+  parser.add_argument("--steps", type=int, default=20, metavar="N", help="timed steps (default: 20)")
+  parser.add_argument("--warmup", type=int, default=2, metavar="N", help="untimed steps after the compile "
+                      "(default: 2)")
+  # The older spelling of --config.KEY=VALUE, still accepted.
+  parser.add_argument("--override", action="append", default=[], help=argparse.SUPPRESS)
 
 
 def _timed_steps(compiled, state, batches, mesh, sharding):
@@ -40,7 +47,8 @@ def run(args) -> int:
   from data_pipelines import sampling  # pylint: disable=g-import-not-at-top
   from jaxvos.cli import train as train_cli  # pylint: disable=g-import-not-at-top
   from jaxvos.training import data as data_lib, loop, sharding  # pylint: disable=g-import-not-at-top
-  config = train_cli.load_config(args.config, [f"--config.{item}" for item in args.override])
+  overrides = [*getattr(args, "extra", []), *(f"--config.{item}" for item in args.override)]
+  config = train_cli.load_config(args.config, overrides)
   mesh = sharding.make_mesh(args.devices)
   family, _ = train_cli.build_families(config)
   optimizer, train_step = train_cli.build_train_step(config, family)

@@ -1,11 +1,11 @@
-"""`python -m jaxvos data {inspect,synth,preview}`: look at datasets before training on them.
+"""`jaxvos data {inspect,synth,preview}`: look at datasets before training on them.
 
-  inspect  --davis-root ROOT [--resolution 480p] [--imageset FILE] | --youtube-vos ROOT [--split train] |
-           --static ROOT          list sequences, frames, sizes and objects (with first appearances)
-  synth    --out ROOT [--videos 8] [--seed 0] [--frames 24] [--height 240] [--width 432]
+  inspect  --davis-root DIR [--resolution 480p] [--imageset FILE] | --youtube-vos DIR [--split train] |
+           --static DIR           list sequences, frames, sizes and objects (with first appearances)
+  synth    --out DIR [--videos 8] [--seed 0] [--frames 24] [--height 240] [--width 432]
                                   write synthetic videos in the DAVIS 2017 layout
-  preview  (a dataset option as for inspect, or --synthetic N) --out FILE.png [--batch 4] [--frames 3]
-           [--crop 192] [--max-objects 3] [--max-gap 5] [--seed 0]
+  preview  (a dataset option as for inspect, or --synthetic N, or --pseudo-video DIR[,DIR...]) --out FILE.png
+           [--batch 4] [--frames 3] [--crop 192] [--max-objects 3] [--max-gap 5] [--seed 0]
                                   sample training clips and save them as one picture with coloured masks
 """
 
@@ -17,7 +17,7 @@ import time
 import einops
 from PIL import Image
 
-from data_pipelines import davis, sampling, static_images, synthetic, youtube_vos
+from data_pipelines import davis, pseudo_video, sampling, static_images, synthetic, youtube_vos
 from data_pipelines.errors import DataError
 from data_pipelines.video_io import overlay
 
@@ -26,35 +26,54 @@ DESCRIPTION = __doc__
 
 def _add_source(parser: argparse.ArgumentParser, synthetic_option: bool = False) -> None:
   source = parser.add_mutually_exclusive_group(required=True)
-  source.add_argument("--davis-root", help="a DAVIS root (JPEGImages/<res>/<seq>, Annotations/<res>/<seq>)")
-  source.add_argument("--youtube-vos", help="a YouTube-VOS root (train/, valid/ with meta.json)")
-  source.add_argument("--static", help="a static-image root (images/ and masks/)")
+  source.add_argument("--davis-root", metavar="DIR", help="a DAVIS root (JPEGImages/<resolution>/<sequence>, "
+                      "Annotations/<resolution>/<sequence>)")
+  source.add_argument("--youtube-vos", metavar="DIR", help="a YouTube-VOS root (train/, valid/ with meta.json)")
+  source.add_argument("--static", metavar="DIR", help="a static-image root (images/ and masks/)")
   if synthetic_option:
     source.add_argument("--synthetic", type=int, metavar="N", help="N generated videos, in memory")
-  parser.add_argument("--resolution", default="480p", help="DAVIS resolution folder (default 480p)")
-  parser.add_argument("--imageset", help="DAVIS ImageSets file listing the sequences (default all)")
-  parser.add_argument("--split", default="train", help="YouTube-VOS split (default train)")
+    source.add_argument("--pseudo-video", metavar="DIR[,DIR...]",
+                        help="static-image roots: multi-object pseudo-videos of their objects, pasted over their "
+                        "images (data_pipelines.pseudo_video)")
+  parser.add_argument("--resolution", default="480p", metavar="NAME",
+                      help="the DAVIS resolution folder (default: 480p)")
+  parser.add_argument("--imageset", metavar="FILE", help="the DAVIS ImageSets file listing the sequences "
+                      "(default: every sequence)")
+  parser.add_argument("--split", default="train", metavar="NAME", help="the YouTube-VOS split (default: train)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   actions = parser.add_subparsers(dest="action", metavar="<action>", required=True)
-  _add_source(actions.add_parser("inspect", help="list sequences, frames and objects of a dataset"))
-  synth = actions.add_parser("synth", help="write synthetic videos in the DAVIS 2017 layout")
-  synth.add_argument("--out", required=True, help="a new or empty folder")
-  synth.add_argument("--videos", type=int, default=8)
-  synth.add_argument("--seed", type=int, default=0)
-  synth.add_argument("--frames", type=int, default=24)
-  synth.add_argument("--height", type=int, default=240)
-  synth.add_argument("--width", type=int, default=432)
-  preview = actions.add_parser("preview", help="save a picture of sampled training clips")
+  formatter = parser.formatter_class
+  _add_source(actions.add_parser("inspect", help="list sequences, frames and objects of a dataset",
+                                 formatter_class=formatter,
+                                 description="List the sequences of a dataset: frames, size, annotated frames and "
+                                 "objects (id@first frame)."))
+  synth = actions.add_parser("synth", help="write synthetic videos in the DAVIS 2017 layout",
+                             formatter_class=formatter,
+                             description="Write synthetic videos (moving textured shapes with their masks) in the "
+                             "DAVIS 2017 layout, with ImageSets/2017/train.txt and val.txt.")
+  synth.add_argument("--out", required=True, metavar="DIR", help="a new or empty folder")
+  synth.add_argument("--videos", type=int, default=8, metavar="N", help="how many videos (default: 8)")
+  synth.add_argument("--seed", type=int, default=0, metavar="N", help="the random seed (default: 0)")
+  synth.add_argument("--frames", type=int, default=24, metavar="N", help="frames per video (default: 24)")
+  synth.add_argument("--height", type=int, default=240, metavar="N", help="frame height in pixels (default: 240)")
+  synth.add_argument("--width", type=int, default=432, metavar="N", help="frame width in pixels (default: 432)")
+  preview = actions.add_parser("preview", help="save a picture of sampled training clips",
+                               formatter_class=formatter,
+                               description="Sample training clips from a dataset as training does (augmented) "
+                               "and save them as one picture: one row per clip, masks in colour.")
   _add_source(preview, synthetic_option=True)
-  preview.add_argument("--out", required=True, help="the picture to write (.png or .jpg)")
-  preview.add_argument("--batch", type=int, default=4)
-  preview.add_argument("--frames", type=int, default=3)
-  preview.add_argument("--crop", type=int, default=192)
-  preview.add_argument("--max-objects", type=int, default=3)
-  preview.add_argument("--max-gap", type=int, default=5)
-  preview.add_argument("--seed", type=int, default=0)
+  preview.add_argument("--out", required=True, metavar="FILE", help="the picture to write (.png or .jpg)")
+  preview.add_argument("--batch", type=int, default=4, metavar="N", help="clips to sample (default: 4)")
+  preview.add_argument("--frames", type=int, default=3, metavar="N", help="frames per clip (default: 3)")
+  preview.add_argument("--crop", type=int, default=192, metavar="N", help="square crop side in pixels "
+                       "(default: 192)")
+  preview.add_argument("--max-objects", type=int, default=3, metavar="N", help="objects kept per clip "
+                       "(default: 3)")
+  preview.add_argument("--max-gap", type=int, default=5, metavar="N", help="largest step between sampled frames "
+                       "(default: 5)")
+  preview.add_argument("--seed", type=int, default=0, metavar="N", help="the random seed (default: 0)")
 
 
 def _items(args) -> list:
@@ -65,6 +84,8 @@ def _items(args) -> list:
     return list(youtube_vos.YouTubeVOSDataset(args.youtube_vos, args.split))
   if args.static:
     return static_images.list_static_images(args.static)
+  if getattr(args, "pseudo_video", None):
+    return [pair for root in args.pseudo_video.split(",") for pair in static_images.list_static_images(root)]
   return [synthetic.SyntheticSequence(i) for i in range(args.synthetic)]
 
 
@@ -98,8 +119,12 @@ def _preview(args) -> int:
   items = _items(args)
   spec = sampling.ClipSpec(num_frames=args.frames, crop_hw=(args.crop, args.crop), max_objects=args.max_objects,
                            gap_schedule=sampling.GapSchedule((args.max_gap,)))
-  kind = sampling.PseudoClipSampler if isinstance(items[0], static_images.StaticImage) else sampling.VideoClipSampler
-  dataset = sampling.clip_dataset(items, kind(spec, args.batch), seed=args.seed)
+  if getattr(args, "pseudo_video", None):
+    sampler = pseudo_video.PseudoVideoSampler(spec, args.batch, items)
+  else:
+    kind = sampling.PseudoClipSampler if isinstance(items[0], static_images.StaticImage) else sampling.VideoClipSampler
+    sampler = kind(spec, args.batch)
+  dataset = sampling.clip_dataset(items, sampler, seed=args.seed)
   start = time.perf_counter()
   batch = dataset[0]
   seconds = time.perf_counter() - start

@@ -1,13 +1,14 @@
-"""`python -m jaxvos evaluate`: DAVIS J&F of predicted masks, with the official CSV files.
+"""`jaxvos evaluate`: DAVIS J&F of predicted masks, with the official CSV files.
 
 Follows the official DAVIS 2017 semi-supervised protocol (`../shared/METRIC.md`): ground-truth frames in
 lexicographic order, first and last frame not scored, void (255) as background, objects `1 .. max(first frame)`,
 global means over all objects. Writes `global_results-<set>.csv` and `per-sequence_results-<set>.csv` (byte-
-compatible with the official files) and `per-frame_results-<set>.csv` into `--out-dir` (default: `--pred`).
+compatible with the official files) and `per-frame_results-<set>.csv` into `--out-dir` (default: a folder
+beside the predictions, `<pred>-evaluation`, so that prediction folders hold only predictions).
 
-    python -m jaxvos evaluate --gt DAVIS/Annotations/480p --pred results/ --sequences @val.txt
-    python -m jaxvos evaluate --gt DAVIS --resolution 480p --imageset ImageSets/2017/val.txt --pred results/
-    python -m jaxvos evaluate --gt davis2016-240p --resolution 240p --single-object --pred results/
+    jaxvos evaluate --gt DAVIS/Annotations/480p --pred results/ --sequences @val.txt
+    jaxvos evaluate --gt DAVIS --resolution 480p --imageset ImageSets/2017/val.txt --pred results/
+    jaxvos evaluate --gt davis2016-240p --resolution 240p --single-object --pred results/
 """
 
 import os
@@ -16,29 +17,42 @@ import time
 
 from data_pipelines.errors import DataError
 
-DESCRIPTION = ("DAVIS J&F of predicted masks against ground truth (the official semi-supervised protocol); writes "
-               "the official global and per-sequence CSV files and a per-frame CSV.")
+DESCRIPTION = """Score predicted masks against ground truth with the DAVIS 2017 semi-supervised protocol: region
+similarity J, contour accuracy F and their mean J&F, per object and sequence. Prints the tables and writes the
+official global and per-sequence CSV files, and a per-frame one, to --out-dir.
+
+  jaxvos evaluate --gt DAVIS/Annotations/480p --pred results --sequences @val.txt
+  jaxvos evaluate --gt DAVIS --resolution 480p --imageset ImageSets/2017/val.txt --pred results"""
 # Progress lines start after this many seconds and repeat at this interval.
 PROGRESS_SECONDS = 2.0
 
 
 def add_arguments(parser):
-  parser.add_argument("--gt", required=True, help="ground-truth folder of sequence folders (<gt>/<seq>/*.png), "
-                      "or a DAVIS root with --resolution")
-  parser.add_argument("--pred", required=True, help="predictions: <pred>/<seq>/<frame>.png, P or L PNGs of ids")
-  parser.add_argument("--resolution", help="treat --gt as a DAVIS root: masks under <gt>/Annotations/<resolution>")
-  parser.add_argument("--sequences", help="sequences to evaluate: a,b,c or @file (one per line); default: "
-                      "--imageset, else every ground-truth sequence folder")
-  parser.add_argument("--imageset", help="file listing the sequences (e.g. ImageSets/2017/val.txt; a relative "
-                      "path is also looked up under --gt)")
-  parser.add_argument("--set", default="val", help="name used in the CSV file names (default: val)")
-  parser.add_argument("--out-dir", help="where to write the CSV files (default: --pred)")
-  parser.add_argument("--single-object", action="store_true", help="DAVIS 2016: any non-zero value is the "
-                      "(single) object")
+  parser.add_argument("--gt", required=True, metavar="DIR", help="the ground truth: a folder of sequence folders "
+                      "of PNG masks (DIR/<sequence>/*.png), or a DAVIS root with --resolution")
+  parser.add_argument("--pred", required=True, metavar="DIR", help="the predictions: DIR/<sequence>/<frame>.png, "
+                      "indexed or grey PNGs of object ids (what `jaxvos segment --davis-root` writes)")
+  parser.add_argument("--resolution", metavar="NAME", help="read --gt as a DAVIS root, with masks under "
+                      "Annotations/NAME (e.g. 480p)")
+  parser.add_argument("--sequences", metavar="LIST", help="the sequences to score: a,b,c or @FILE (one name per "
+                      "line) (default: those of --imageset, else every ground-truth sequence folder)")
+  parser.add_argument("--imageset", metavar="FILE", help="a file listing the sequences, e.g. "
+                      "ImageSets/2017/val.txt (a relative path is also looked up under --gt)")
+  parser.add_argument("--set", default="val", metavar="NAME", help="the name in the CSV files' names "
+                      "(default: val)")
+  parser.add_argument("--out-dir", metavar="DIR", help="where to write the CSV files (default: a folder beside "
+                      "--pred named <pred>-evaluation)")
+  parser.add_argument("--single-object", action="store_true", help="DAVIS 2016: every non-zero pixel is the one "
+                      "object (default: values are object ids)")
+
+
+def default_out_dir(pred: str) -> str:
+  """`<pred>-evaluation`: beside the predictions, not inside a folder that holds them."""
+  return os.path.normpath(os.path.abspath(pred)) + "-evaluation"
 
 
 def run(args) -> int:
-  # Imported here so that `python -m jaxvos --help` does not start JAX.
+  # Imported here so that `jaxvos --help` does not start JAX.
   from jaxvos.metrics import davis, folders, results  # pylint: disable=g-import-not-at-top
   gt_dir = _ground_truth_dir(args.gt, args.resolution)
   sequences = _sequences(args, gt_dir)
@@ -60,7 +74,7 @@ def run(args) -> int:
   progress.finish()
   evaluation = results.EvaluationResults(tuple(evaluated))
   print(results.format_tables(evaluation, args.set))
-  for path in evaluation.write_csv_files(args.out_dir or args.pred, args.set):
+  for path in evaluation.write_csv_files(args.out_dir or default_out_dir(args.pred), args.set):
     print(f"wrote {path}", file=sys.stderr)
   return 0
 

@@ -1,10 +1,18 @@
-"""`python -m jaxvos train --config experiments/<family>/<stage>.py --workdir DIR [--config.key=value ...]`.
+"""`python -m jaxvos train --config experiments/<family>/<stage>.py[:VARIANT] --workdir DIR [--config.key=value ...]`.
 
-The config file's `get_config()` returns an `ml_collections.ConfigDict`; `--config.a.b=value` overrides a field
-(the value is parsed by the field's type: numbers, true/false, tuples as `1,2` or `(1, 2)`, `none`). This module
-is the only place that reads a config: it turns it into the typed arguments of `jaxvos.training` (a family, an
+The config file's `get_config()` (or `get_config(VARIANT)`) returns an `ml_collections.ConfigDict`; configs share
+their fields and stage recipes through `experiments/common.py` (`config_module`). The config and its overrides
+are read by `ml_collections.config_flags` (absl flags): `--config.a.b=value` is parsed by the type of the field
+(`--config.train.steps=400`, `--config.data.crop_hw=64,64`, `--config.train.remat=true`), and an unknown field
+or a value of the wrong type ends the command with one line. The other options are argparse's. This module is
+the only place that reads a config: it turns it into the typed arguments of `jaxvos.training` (a family, an
 optimizer, a train step, a dataset, a validator) and runs `jaxvos.training.loop.train`. Running the same command
 again resumes from the latest checkpoint in `--workdir`.
+
+`--config.train.init_from=SOURCE[,SOURCE...]` starts a new run from other weights (`jaxvos.convert.graft`): a
+previous run's workdir or a model directory of the same model, of a smaller config of it (parameters whose
+shapes match are copied), of the dense family a sparse one extends, or torchvision ResNets imported with
+`jaxvos convert from-torch --family resnet18|resnet50` into the model's encoders; `PART=PATH` fills only PART.
 
 Multi-host: pass `--distributed` on every process (JAX finds the coordinator on SLURM, TPU pods and Kubernetes),
 or `--coordinator HOST:PORT --num-processes N --process-id I`; each process reads its own shard of the data.
@@ -15,92 +23,165 @@ import ast
 import importlib.util
 import json
 import os
+import re
 import sys
 import time
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
+from absl import flags
+from ml_collections import config_flags
 
-DESCRIPTION = __doc__
+from data_pipelines.errors import DataError
+
+DESCRIPTION = """Train a model from an experiments/<family>/<stage>.py config; running the same command again
+resumes from the latest checkpoint in --workdir. Config fields are overridden with --config.KEY=VALUE, parsed by
+the field's type (an unknown field or a bad value is a one-line error).
+
+  jaxvos train --config experiments/stcn/smoke.py --workdir runs/smoke --config.train.steps=400
+  jaxvos train --config experiments/stcn/video.py:full --workdir runs/video \\
+      --config.train.init_from=key_encoder=ckpt/resnet50,value_encoder=ckpt/resnet18
+
+--config.train.init_from=[PART=]DIR[,...] starts from a previous run or a model directory (the same model, a
+smaller config of it, or ResNets imported with `jaxvos convert from-torch --family resnet18|resnet50` into the
+encoders)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--config", required=True,
-                      help="an experiments/<family>/<stage>.py file, or FILE.py:VARIANT (e.g. video.py:cpu)")
-  parser.add_argument("--workdir", required=True, help="checkpoints, metrics.jsonl and TensorBoard files")
-  parser.add_argument("--devices", type=int, help="use the first N local devices (default all)")
-  parser.add_argument("--distributed", action="store_true", help="multi-host: jax.distributed.initialize()")
-  parser.add_argument("--coordinator", help="multi-host coordinator HOST:PORT (implies --distributed)")
-  parser.add_argument("--num-processes", type=int, help="multi-host: number of processes")
-  parser.add_argument("--process-id", type=int, help="multi-host: this process's index")
+  parser.add_argument("--config", required=True, metavar="FILE",
+                      help="an experiments/<family>/<stage>.py file, or FILE.py:VARIANT (e.g. video.py:full); "
+                      "fields are overridden with --config.KEY=VALUE (e.g. --config.train.steps=400)")
+  parser.add_argument("--workdir", required=True, metavar="DIR",
+                      help="where the run keeps its checkpoints, metrics.jsonl, TensorBoard files and exported "
+                      "models (a run in it is resumed)")
+  parser.add_argument("--devices", type=int, metavar="N", help="use the first N local devices (default: all)")
+  parser.add_argument("--distributed", action="store_true",
+                      help="one process of a multi-host run: JAX finds the coordinator on SLURM, TPU pods and "
+                      "Kubernetes (default: off)")
+  parser.add_argument("--coordinator", metavar="HOST:PORT",
+                      help="the multi-host coordinator's address, for clusters JAX cannot detect (implies "
+                      "--distributed; default: none)")
+  parser.add_argument("--num-processes", type=int, metavar="N",
+                      help="with --coordinator: the number of processes (default: none)")
+  parser.add_argument("--process-id", type=int, metavar="N",
+                      help="with --coordinator: this process's index, 0 to N-1 (default: none)")
   parser.add_argument("--export-only", action="store_true",
-                      help="only write <workdir>/export/{final,best} and curves.png from the run (no training)")
+                      help="train nothing: write DIR/export/{final,best} and curves.png from the run's checkpoints "
+                      "(default: off)")
 
 
-ACCEPTS_EXTRA = True
+ACCEPTS_EXTRA = True  # the --config.key=value overrides, handed to config_flags
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Config files and overrides.
 
 
-def load_config(path: str, overrides: list[str] = ()) -> ml_collections.ConfigDict:
-  """`get_config()` of a config file (`FILE.py:ARG` calls `get_config(ARG)`), with overrides applied."""
-  path, _, argument = path.partition(".py:")
-  path = path if path.endswith(".py") else path + ".py"
-  if not os.path.isfile(path):
-    raise SystemExit(f"error: config file not found: {path}")
-  spec = importlib.util.spec_from_file_location(f"jaxvos_config_{abs(hash(path))}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(argument) if argument else module.get_config()
-  for item in overrides:
-    apply_override(config, item)
+def config_module(config_file: str, relative_path: str):
+  """The Python file at `relative_path` from `config_file`'s folder, loaded as a module (once per process).
+
+  How configs share code without experiments/ being a package: `common = config_module(__file__,
+  "../common.py")` in `experiments/<family>/<stage>.py` loads `experiments/common.py`.
+  """
+  path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(config_file)), relative_path))
+  name = "jaxvos_config_" + re.sub(r"\W", "_", path)
+  if name not in sys.modules:
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or not os.path.isfile(path):
+      raise FileNotFoundError(f"{path} (loaded by {config_file}) not found")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[name] = module
+  return sys.modules[name]
+
+
+_OVERRIDE = re.compile(r"--?config\.\w[\w.]*(=.*)?", re.DOTALL)
+
+
+def load_config(path: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+  """`get_config()` of a config file (`FILE.py:ARG` calls `get_config(ARG)`), with `--config.key=value` overrides.
+
+  Both are `ml_collections.config_flags`'s: the file is loaded by its config-file parser and each override is
+  parsed by the type of its field. The config is locked: an override cannot add a field.
+
+  Raises:
+    DataError: one line naming the config file (missing, or failing to load) or the override (an unknown
+      field, a value of the wrong type, or an argument that is not an override).
+  """
+  file, _, variant = path.partition(":")
+  if not os.path.isfile(file):
+    raise DataError(file, "config file not found")
+  config = _parse_flags(config_flags.DEFINE_config_file, ["jaxvos train", f"--config={path}"], file)
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise DataError(file, f"get_config({variant!r}) returned {type(config).__name__}, not a ConfigDict")
+  overrides = [_check_override(config, item) for item in overrides]
+  return _parse_flags(lambda *a, **k: config_flags.DEFINE_config_dict(*a, config, **k),
+                      ["jaxvos train", *overrides], None)
+
+
+def _parse_flags(define, argv: list[str], file: str | None) -> Any:
+  """The config of `define("config", ...)` (a `config_flags.DEFINE_config_*`) after absl parses `argv`."""
+  flag_values = flags.FlagValues()
+  try:
+    with warnings.catch_warnings():  # config_flags loads the file with the deprecated `load_module`
+      warnings.simplefilter("ignore", DeprecationWarning)
+      define("config", flag_values=flag_values, sys_argv=argv, lock_config=True)
+      flag_values(argv)
+    config = flag_values.config
+    config.get("model")  # config_flags defers a failure to load the file to the first access
+  except (flags.Error, OSError, ImportError) as error:
+    raise DataError(file or _culprit(error, argv[1:]), _last_line(error)) from None
   return config
 
 
-def _parse_value(text: str, current: Any) -> Any:
-  """`text` as the type of the field's current value."""
-  if text.lower() in ("none", "null"):
-    return None
-  if isinstance(current, bool):
-    if text.lower() not in ("true", "false", "1", "0"):
-      raise ValueError(f"expected true or false, got {text!r}")
-    return text.lower() in ("true", "1")
-  if isinstance(current, int):
-    return int(text)
-  if isinstance(current, float):
-    return float(text)
-  if isinstance(current, (tuple, list)):
-    value = ast.literal_eval(text) if text.strip().startswith(("(", "[")) else [
-        ast.literal_eval(part) if part.strip()[:1].isdigit() or part.strip()[:1] == "-" else part.strip()
-        for part in text.split(",") if part.strip()]
-    return type(current)(value if isinstance(value, (tuple, list)) else [value])
-  if isinstance(current, str):
-    return text
+def _check_override(config: ml_collections.ConfigDict, item: str) -> str:
+  """`item`, checked to be `--config.<existing field>[=value]` (else a one-line DataError).
+
+  A tuple of names may be given bare: `--config.val.sequences=blackswan,bmx-trees` becomes the tuple that
+  config_flags reads only when quoted (`"('blackswan', 'bmx-trees')"`; unquoted it would be one string).
+  """
+  if not _OVERRIDE.fullmatch(item):
+    raise DataError(item, "unrecognized argument (config overrides look like --config.key=value)")
+  *parents, leaf = item.lstrip("-").split("=", 1)[0].split(".")[1:]
+  parent, node = None, config
+  for depth, name in enumerate(parents + [leaf]):
+    if not isinstance(node, ml_collections.ConfigDict) or name not in node:
+      where = ".".join(["config", *parents[:depth]])
+      known = ", ".join(sorted(node.keys())) if isinstance(node, ml_collections.ConfigDict) else "none"
+      raise DataError(item, f"no such field {name!r} in {where} (fields: {known})")
+    parent, node = node, node[name]
+  if node is None and parent.get_type(leaf) is type(None):
+    raise DataError(item, "the field is None in the config, so it has no type to parse a value by (a config "
+                    "declares it with ml_collections.config_dict.placeholder(type))")
+  key, _, text = item.partition("=")
+  names = isinstance(node, tuple) and all(isinstance(value, str) for value in node)
+  if names and text[:1] not in "([" and not _is_literal(text):
+    return f"{key}={tuple(part.strip() for part in text.split(',') if part.strip())!r}"
+  return item
+
+
+def _is_literal(text: str) -> bool:
   try:
-    return ast.literal_eval(text)
+    ast.literal_eval(text)
   except (ValueError, SyntaxError):
-    return text
+    return False
+  return True
 
 
-def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
-  """Applies one `--config.a.b=value`."""
-  if not item.startswith("--config.") or "=" not in item:
-    raise SystemExit(f"error: unrecognized argument {item!r} (overrides look like --config.key=value)")
-  key, text = item[len("--config."):].split("=", 1)
-  *parents, leaf = key.split(".")
-  node = config
-  for name in parents:
-    if name not in node:
-      raise SystemExit(f"error: --config.{key}: no field {name!r} in the config")
-    node = node[name]
-  if leaf not in node:
-    raise SystemExit(f"error: --config.{key}: no such field (known: {', '.join(sorted(node.keys()))})")
-  try:
-    node[leaf] = _parse_value(text, node[leaf])
-  except (ValueError, TypeError, SyntaxError) as error:
-    raise SystemExit(f"error: --config.{key}={text}: {error}") from None
+def _culprit(error: Exception, overrides: Sequence[str]) -> str:
+  """The override that absl's `error` names (the last one given for that field)."""
+  match = re.search(r"--config\.([\w.]+)", str(error))
+  named = [item for item in overrides if match and item.lstrip("-").split("=", 1)[0] == f"config.{match.group(1)}"]
+  return named[-1] if named else " ".join(overrides)
+
+
+def _last_line(error: Exception) -> str:
+  """The line of absl's or config_flags' message that says what is wrong (not the traceback, not the flag)."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  line = lines[-1] if lines else type(error).__name__
+  return re.sub(r"^(flag --config\.[\w.]*=.*?: |\w+Error: )", "", line)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -156,13 +237,27 @@ def build_items(config: ml_collections.ConfigDict) -> tuple[list, bool]:
                                      width=data.synthetic_hw[1], num_frames=data.synthetic_frames), False
   if data.source == "davis":
     return data_lib.davis_videos(data.davis_root, data.resolution, data.imageset, data.exclude), False
-  if data.source == "static":
+  if data.source in ("static", "pseudo_video"):
     items = data_lib.static_pairs(data.static_roots)
     if data.davis_frames_every:
       videos = data_lib.davis_videos(data.davis_root, data.resolution, data.imageset, data.exclude)
       items += data_lib.video_frames(videos, data.davis_frames_every)
     return items, True
-  raise SystemExit(f"error: data.source must be synthetic, davis or static, got {data.source!r}")
+  raise SystemExit(f"error: data.source must be synthetic, davis, static or pseudo_video, got {data.source!r}")
+
+
+def build_dataset(config: ml_collections.ConfigDict, items: list, static: bool, shard_index: int,
+                  shard_count: int):
+  """This process's batches of `config.data`: clips of videos, affine pseudo-clips of images, or pseudo-videos."""
+  from jaxvos.training import data as data_lib  # pylint: disable=g-import-not-at-top
+  data, spec = config.data, build_clip_spec(config)
+  shard = dict(global_batch_size=data.batch_size, seed=data.seed, shard_index=shard_index, shard_count=shard_count)
+  if data.source == "pseudo_video":
+    from data_pipelines import pseudo_video  # pylint: disable=g-import-not-at-top
+    fields = {key: tuple(value) if isinstance(value, list) else value
+              for key, value in _to_dict(data.pseudo_video).items()}
+    return data_lib.pseudo_video_dataset(items, spec, pseudo_video.PseudoVideoConfig(**fields), **shard)
+  return data_lib.clip_dataset(items, spec, static=static, **shard)
 
 
 def build_validation_videos(config: ml_collections.ConfigDict) -> list:
@@ -274,16 +369,14 @@ def run(args) -> int:
     return 0
   _initialize_distributed(args)
   import jax  # pylint: disable=g-import-not-at-top
-  from jaxvos.training import data as data_lib, loop, sharding  # pylint: disable=g-import-not-at-top
+  from jaxvos.training import loop, sharding  # pylint: disable=g-import-not-at-top
   mesh = sharding.make_mesh(args.devices)
   if config.data.batch_size % mesh.size:
     raise SystemExit(f"error: batch size {config.data.batch_size} does not divide over {mesh.size} devices")
   family, eval_family = build_families(config)
   optimizer, train_step = build_train_step(config, family)
   items, static = build_items(config)
-  dataset = data_lib.clip_dataset(items, build_clip_spec(config), static=static,
-                                  global_batch_size=config.data.batch_size, seed=config.data.seed,
-                                  shard_index=jax.process_index(), shard_count=jax.process_count())
+  dataset = build_dataset(config, items, static, jax.process_index(), jax.process_count())
   validator, baseline = _validator(config, eval_family)
   writer = jax.process_index() == 0
   if writer:

@@ -1,7 +1,11 @@
-"""What a checkpoint holds the variables of: a model family of the registry, or a bare ResNet backbone.
+"""What a checkpoint holds the variables of: a model of the registry's table, or a bare ResNet backbone.
 
-Backbone checkpoints (`resnet18`, `resnet50`) carry ImageNet weights imported from torchvision so that training
-can start from them; they have `name`, `config` and `init` like a family, and no memory or `step`.
+Model names and configs come from `jaxvos.models.registry` (its one table); this module adds only the backbones.
+Backbone checkpoints (`resnet18`, `resnet50`) carry ImageNet weights imported from torchvision
+(`jaxvos convert from-torch --family resnet50`); they have `name`, `config` and `init` like a family, and no
+memory or `step`. Training starts a model's encoders from them with `--config.train.init_from=DIR` (or
+`key_encoder=DIR`; `jaxvos.convert.graft` has the rule table, `jaxvos.training.checkpoint.init_variables` applies
+it); `segment` does not run them.
 """
 
 import dataclasses
@@ -42,6 +46,18 @@ class Backbone:
     return self.module.init(rng, jnp.zeros((1, *frame_hw, self.config.in_channels), jnp.float32))
 
 
+def names() -> list[str]:
+  """Every name a checkpoint's `model.json` may give: the registry's models, then the backbones."""
+  from jaxvos.models import registry  # pylint: disable=g-import-not-at-top
+  return [*registry.names(), *BACKBONES]
+
+
+def family_of(name: str) -> str:
+  """The family of a model name: the registry's variants share their family's (`stcn-tiny` -> `stcn`, by the
+  `<family>-<variant>` naming of the registry's table); a backbone is its own (`resnet50`)."""
+  return name if name in BACKBONES else name.split("-")[0]
+
+
 def build(name: str, config: dict[str, Any]) -> Any:
   """The family (or backbone) `name` with the given config fields (`dataclasses.asdict` of its config).
 
@@ -55,13 +71,18 @@ def build(name: str, config: dict[str, Any]) -> Any:
     if config.get("depth", BACKBONES[name]) != BACKBONES[name]:
       raise ValueError(f"{name} with depth {config['depth']}")
     return Backbone(BackboneConfig(**{**config, "depth": BACKBONES[name]}))
+  if name not in names():
+    raise ValueError(f"unknown model {name!r}; known: {', '.join(names())}")
   from jaxvos.models import registry  # pylint: disable=g-import-not-at-top
   return registry.from_config(name, config)
 
 
 def config_dict(family: Any) -> dict[str, Any]:
-  """The JSON-able config of a family, as a checkpoint stores it."""
-  return dataclasses.asdict(family.config)
+  """The JSON-able config of a family, as a checkpoint stores it (the registry's serialiser for its models)."""
+  if isinstance(family, Backbone):
+    return dataclasses.asdict(family.config)
+  from jaxvos.models import registry  # pylint: disable=g-import-not-at-top
+  return registry.config_dict(family)
 
 
 def variable_shapes(family: Any) -> dict[FlaxPath, tuple[int, ...]]:

@@ -1,6 +1,8 @@
 """Import PyTorch checkpoints into jaxvos, and export jaxvos variables as PyTorch state dicts.
 
 Imports:
+- `stm`: the official STM checkpoint (seoungwugoh/STM, usually saved from `nn.DataParallel`: `module.` prefixes
+  are removed); the encoders' ImageNet mean/std buffers are dropped with a note.
 - `stcn`: the official STCN checkpoints (hkchengrex/STCN, and the stcnbuf fork): a flat state dict. The old
   single-object variant (static-image pretraining, `ValueEncoderSO`) has a value encoder whose conv1 takes 4
   input channels (RGB and the mask) instead of 5 (and the other objects' masks); it is detected from that shape
@@ -21,11 +23,11 @@ import numpy as np
 
 from data_pipelines.errors import DataError
 from jaxvos.convert import families
-from jaxvos.convert.rules import (check_variables, flatten_variables, flax_to_torch, rules_for, torch_to_flax,
-                                  unflatten_variables)
+from jaxvos.convert.rules import (FAMILY_RULES, check_variables, flatten_variables, flax_to_torch, rules_for,
+                                  torch_to_flax, unflatten_variables)
 
 TORCH_PIN = "torch==2.13.0"
-FAMILIES = ("stcn", "resnet18", "resnet50")
+FAMILIES = tuple(FAMILY_RULES)  # what has import rules (`jaxvos.convert.rules`)
 # Wrappers that training scripts save around a state dict.
 _WRAPPER_KEYS = ("state_dict", "model", "network")
 
@@ -103,7 +105,26 @@ def _backbone_config(state_dict: Mapping[str, np.ndarray]) -> dict[str, Any]:
   return {"width": int(conv1.shape[0]), "in_channels": int(conv1.shape[1]), "conv_bias": "conv1.bias" in state_dict}
 
 
-_CONFIG_FROM_STATE_DICT = {"stcn": _stcn_config, "resnet18": _backbone_config, "resnet50": _backbone_config}
+# STM config fields that a state dict decides (seoungwugoh/STM's keys; the official model gives the defaults).
+_STM_SIZES = {
+    "width": ("Encoder_Q.conv1.weight", 0),
+    "key_dim": ("KV_Q_r4.Key.weight", 0),
+    "value_dim": ("KV_Q_r4.Value.weight", 0),
+    "decoder_dim": ("Decoder.convFM.weight", 0),
+}
+
+
+def _stm_config(state_dict: Mapping[str, np.ndarray]) -> dict[str, Any]:
+  """STM sizes from the state dict; fields whose keys are absent keep their defaults."""
+  config = {field: int(state_dict[key].shape[axis]) for field, (key, axis) in _STM_SIZES.items()
+            if key in state_dict}
+  if "Encoder_Q.res2.0.conv1.weight" in state_dict:
+    config["depth"] = 50 if "Encoder_Q.res2.0.conv3.weight" in state_dict else 18
+  return config
+
+
+_CONFIG_FROM_STATE_DICT = {"stcn": _stcn_config, "stm": _stm_config, "resnet18": _backbone_config,
+                           "resnet50": _backbone_config}
 
 
 def build_family(family: str, overrides: Mapping[str, Any]) -> Any:

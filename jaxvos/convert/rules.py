@@ -77,7 +77,13 @@ TORCHVISION_RESNET = FamilyRules(
 # layer1 `res2`; CBAM's channel MLP is `nn.Sequential(Flatten, Linear, ReLU, Linear)`.
 STCN = FamilyRules(sequential=r"layer\d+|res\d+|downsample|mlp")
 
-FAMILY_RULES = {"stcn": STCN, "resnet18": TORCHVISION_RESNET, "resnet50": TORCHVISION_RESNET}
+# seoungwugoh/STM `model.py`: encoders name torchvision's layer1..3 `res2`..`res4`; each registers the ImageNet
+# mean and std as buffers (jaxvos normalises frames before the network; `to_torch_twins` writes them back).
+STM = FamilyRules(sequential=r"res\d+|downsample",
+                  dropped=((r"Encoder_[MQ]\.(mean|std)", "the ImageNet normalisation constants (jaxvos normalises "
+                            "frames before the network)"),))
+
+FAMILY_RULES = {"stcn": STCN, "stm": STM, "resnet18": TORCHVISION_RESNET, "resnet50": TORCHVISION_RESNET}
 
 
 def rules_for(family: str) -> FamilyRules:
@@ -166,7 +172,7 @@ def torch_to_flax(state_dict: Mapping[str, np.ndarray], rules: FamilyRules,
       array = array.transpose(rule.to_flax_axes)
     flat[(rule.collection, *_flax_module(module, rules), rule.flax_name)] = np.array(array, order="C")
   for reason, keys in dropped.items():
-    notes.append(f"dropped {len(keys)} keys ({_first(keys)}): {reason}")
+    notes.append(f"dropped {len(keys)} keys ({first_few(keys)}): {reason}")
   return flat, notes
 
 
@@ -231,18 +237,18 @@ def check_variables(shapes: Mapping[FlaxPath, tuple[int, ...]], expected: Mappin
   def layout(path: FlaxPath, shape: tuple[int, ...]) -> list[int]:
     return list(torch_shape(path, tuple(shape)) if rules is not None else shape)
 
-  missing = [name(path) for path in _reading_order(expected) if path not in shapes]
-  unexpected = [name(path) for path in _reading_order(shapes) if path not in expected]
+  missing = [name(path) for path in reading_order(expected) if path not in shapes]
+  unexpected = [name(path) for path in reading_order(shapes) if path not in expected]
   mismatched = [f"{name(path)} is {layout(path, shapes[path])}, the model has {layout(path, expected[path])}"
-                for path in _reading_order(expected)
+                for path in reading_order(expected)
                 if path in shapes and tuple(shapes[path]) != tuple(expected[path])]
-  problems = [f"{len(items)} {what} ({_first(items)})" for what, items in
+  problems = [f"{len(items)} {what} ({first_few(items)})" for what, items in
               (("missing", missing), ("unexpected", unexpected), ("with the wrong shape", mismatched)) if items]
   if problems:
     raise DataError(source, f"does not fit the {model} model: " + "; ".join(problems))
 
 
-def _reading_order(paths: Iterable[FlaxPath]) -> list[FlaxPath]:
+def reading_order(paths: Iterable[FlaxPath]) -> list[FlaxPath]:
   """Module by module in the order given (definition order), each module's parameters before its statistics."""
   paths = sorted(paths, key=lambda path: path[0] != "params")
   first_seen: dict[tuple[str, ...], int] = {}
@@ -251,7 +257,7 @@ def _reading_order(paths: Iterable[FlaxPath]) -> list[FlaxPath]:
   return sorted(paths, key=lambda path: first_seen[path[1:-1]])
 
 
-def _first(items: Iterable[str], count: int = 3) -> str:
+def first_few(items: Iterable[str], count: int = 3) -> str:
   items = list(items)
   more = f", and {len(items) - count} more" if len(items) > count else ""
   return ", ".join(items[:count]) + more

@@ -43,9 +43,13 @@ class Segmenter:
                                static_argnums=1)
     self._postprocess = jax.jit(frames_lib.postprocess, static_argnums=1)
 
-  def segment_video(self, frames: Iterable[np.ndarray], annotations: Mapping[int, np.ndarray]
-                    ) -> Iterator[np.ndarray]:
-    """Yields uint8 [H W] id maps, one per frame in order; frames before the first annotation are all 0."""
+  def segment_video(self, frames: Iterable[np.ndarray], annotations: Mapping[int, np.ndarray],
+                    stats: dict | None = None) -> Iterator[np.ndarray]:
+    """Yields uint8 [H W] id maps, one per frame in order; frames before the first annotation are all 0.
+
+    `stats`, if given, receives the family's aux statistics of the video (`Stream.aux_stats`) once the last
+    frame has been yielded.
+    """
     slot_ids = object_ids_of(annotations)
     stream, pending = Stream(self, slot_ids), []
     for t, frame in enumerate(frames):
@@ -61,6 +65,8 @@ class Segmenter:
         pending = []
     for frame, annotation in pending:  # the tail, shorter than a chunk: as a stream, no new compilation
       yield stream(frame, annotation)
+    if stats is not None:
+      stats.update(stream.aux_stats())
 
   def stream(self, object_ids: Iterable[int]) -> "Stream":
     return Stream(self, np.asarray(sorted(object_ids), np.int64))

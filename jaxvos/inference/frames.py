@@ -60,9 +60,16 @@ def postprocess(logits: jax.Array, geometry: Geometry) -> jax.Array:
 
   Probabilities, not logits, are resized back to the input size (bilinear, as STCN does), then argmax.
   """
-  probs = jnp.moveaxis(jax.nn.softmax(logits, axis=1), 1, -1)  # [t h w o+1]
-  probs = resize_bilinear(unpad(probs, geometry.pads), geometry.input_hw)
-  return jnp.argmax(probs, axis=-1).astype(jnp.int32)
+  return jnp.argmax(probabilities(logits, geometry), axis=-1).astype(jnp.int32)
+
+
+def probabilities(logits: jax.Array, geometry: Geometry) -> jax.Array:
+  """logits [t o+1 h w] at the model size -> float32 [t H W o+1] probabilities at the input size.
+
+  Softmax over the background and the object slots, unpadded and resized bilinearly; they sum to 1 per pixel.
+  """
+  probs = jnp.moveaxis(jax.nn.softmax(logits.astype(jnp.float32), axis=1), 1, -1)  # [t h w o+1]
+  return resize_bilinear(unpad(probs, geometry.pads), geometry.input_hw)
 
 
 def masks_at_model_size(ids: np.ndarray, slot_ids: np.ndarray, geometry: Geometry) -> np.ndarray:

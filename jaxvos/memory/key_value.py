@@ -121,7 +121,8 @@ class KeyValueMemoryType:
 
   `encode()` returns `{"keys": [b g h w ck], "values": [b o h w cv]}`; the query holds `key16` [b h w ck]. The
   read-out is `{"readout": [b o h w cv]}`: a softmax over the valid memory positions of `affinity`, restricted
-  to the `top_k` best where set. Aux: `memory_fill`, the fraction of slots in use [b].
+  to the `top_k` best where set, computed a chunk of query positions at a time when the whole affinity would
+  be large (`attention.read_memory`: high resolutions fit wherever the memory itself fits). Aux: `memory_fill`, the fraction of slots in use [b].
   """
   config: MemoryConfig
   affinity: Callable[[jax.Array, jax.Array], jax.Array]  # (memory keys [b g m ck], query keys [b n ck])
@@ -141,8 +142,8 @@ class KeyValueMemoryType:
   def read(self, memory: KeyValueMemory, query, info):
     del info
     b, h, w, _ = query["key16"].shape
-    affinity = self.affinity(memory.flat_keys(), query["key16"].reshape(b, h * w, -1))
-    readout = attention.read(affinity, memory.flat_values(), memory.valid_positions(), self.top_k)
+    readout = attention.read_memory(self.affinity, memory.flat_keys(), query["key16"].reshape(b, h * w, -1),
+                                    memory.flat_values(), memory.valid_positions(), self.top_k)
     return {"readout": readout.reshape(b, readout.shape[1], h, w, readout.shape[-1])}, memory, {}
 
   def update(self, memory: KeyValueMemory, encode, query, probs, info):

@@ -13,8 +13,11 @@ import typing
 from typing import Any, Callable
 
 from jaxvos.models.family import Family
+from jaxvos.models.gam import GAMConfig, gam
+from jaxvos.models.spvos import SpVOSConfig, spvos
 from jaxvos.models.stcn import STCNConfig, stcn
 from jaxvos.models.stm import STMConfig, stm
+from jaxvos.models.swiftnet import SwiftNetConfig, swiftnet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,14 +31,29 @@ class Entry:
 
 _TINY_STCN = dict(key_depth=18, width=16, key_dim=16, value_dim=32, hidden_dim=32, decoder_dims=(32, 16, 16))
 _TINY_STM = dict(depth=18, width=16, key_dim=16, value_dim=32, decoder_dim=16)
+_TINY_GAM = dict(frame_depth=18, width=16, key_dim=16, value_dim=32, decoder_dim=16, mem_dim=8)
+_TINY_SWIFTNET = dict(depth=18, width=16, key_dim=8, value_dim=32, aspp_dim=32, decoder_dim=16)
 
 MODELS: dict[str, Entry] = {
     "stcn": Entry(stcn, STCNConfig, {}, "STCN, ResNet-50 key encoder (the official model's sizes)"),
     "stcn-r18": Entry(stcn, STCNConfig, dict(key_depth=18), "STCN with a ResNet-18 key encoder"),
     "stcn-tiny": Entry(stcn, STCNConfig, _TINY_STCN, "STCN at a quarter width, for tests and smoke runs"),
+    "spvos": Entry(spvos, SpVOSConfig, {}, "SpVOS: STCN with triple-gated sparse convolutions (compute/reuse/skip)"),
+    "spvos-r18": Entry(spvos, SpVOSConfig, dict(key_depth=18), "SpVOS on STCN with a ResNet-18 key encoder"),
+    "spvos-tiny": Entry(spvos, SpVOSConfig, _TINY_STCN, "SpVOS on stcn-tiny, for tests and smoke runs"),
     "stm": Entry(stm, STMConfig, {}, "STM, two ResNet-50 encoders"),
     "stm-r18": Entry(stm, STMConfig, dict(depth=18, key_dim=32, value_dim=128), "STM with ResNet-18 encoders"),
     "stm-tiny": Entry(stm, STMConfig, _TINY_STM, "STM at a quarter width, for tests and smoke runs"),
+    "gam": Entry(gam, GAMConfig, {}, "GAM, ResNet-50 frame + ResNet-18 mask encoder, global context 128x512"),
+    "gam-r18": Entry(gam, GAMConfig, dict(frame_depth=18, key_dim=64, value_dim=256, decoder_dim=128),
+                     "GAM with a ResNet-18 frame encoder, global context 64x256"),
+    "gam-tiny": Entry(gam, GAMConfig, _TINY_GAM, "GAM at a quarter width, for tests and smoke runs"),
+    "swiftnet": Entry(swiftnet, SwiftNetConfig, {},
+                      "SwiftNet, ResNet-18, pixel-adaptive memory (the paper's real-time model)"),
+    "swiftnet-r50": Entry(swiftnet, SwiftNetConfig, dict(depth=50, key_dim=128, value_dim=512, aspp_dim=256,
+                                                         decoder_dim=256), "SwiftNet with a ResNet-50 encoder"),
+    "swiftnet-tiny": Entry(swiftnet, SwiftNetConfig, _TINY_SWIFTNET,
+                           "SwiftNet at a quarter width, for tests and smoke runs"),
 }
 
 

@@ -8,7 +8,14 @@ Mixed precision: keys and values may be bfloat16 (the network's compute dtype). 
 returned in float32 and the softmax runs in float32 (bfloat16 keeps 8 bits of mantissa: an affinity of ~100 would
 round to the nearest 0.5, enough to reorder the top-k); read-outs come back in the values' dtype, so the decoder
 that consumes them stays in the compute dtype.
+
+Large frames: the affinity of every query position against every memory position grows with the square of the
+frame's area (75 GB for STCN's memory at 4K). `read_memory` computes it a chunk of query positions at a time, so
+only `QUERY_CHUNK_BYTES` of it ever exists; each query position's read-out is unchanged (its softmax is over
+memory, within its own row).
 """
+
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +23,8 @@ import jax.numpy as jnp
 _PRECISION = jax.lax.Precision.HIGHEST
 # Logit for what must take no probability: exp(_EXCLUDED - max) is exactly 0 in float32, with finite gradients.
 EXCLUDED = -1e4
+# Largest affinity block (bytes, float32) that `read_memory` computes at once; its softmax needs about three.
+QUERY_CHUNK_BYTES = 256 * 2**20
 
 
 def dot_affinity(memory_keys: jax.Array, query_keys: jax.Array) -> jax.Array:
@@ -64,6 +73,33 @@ def read(affinity: jax.Array, memory_values: jax.Array, valid: jax.Array, top_k:
   gathered = jnp.take_along_axis(memory_values, top_index.reshape(b, g, n * k, 1), axis=2)  # [b o (n k) cv]
   gathered = gathered.reshape(*gathered.shape[:2], n, k, gathered.shape[-1])
   return _weighted_sum(weights, gathered, "bonmc")
+
+
+def read_memory(affinity_fn: Callable[[jax.Array, jax.Array], jax.Array], memory_keys: jax.Array,
+                query_keys: jax.Array, memory_values: jax.Array, valid: jax.Array, top_k: int | None = None,
+                *, chunk_bytes: int = QUERY_CHUNK_BYTES) -> jax.Array:
+  """`read(affinity_fn(memory_keys, query_keys), memory_values, valid, top_k)`, a chunk of queries at a time.
+
+  memory_keys [b g m ck], query_keys [b n ck], memory_values [b o m cv], valid [b m] -> [b o n cv]. When the
+  whole affinity [b g n m] (float32) fits in `chunk_bytes` it is computed at once, as `read` does; otherwise the
+  query positions are split into equal chunks (the last padded) that `lax.map` reads one after the other.
+  """
+  b, g, m, _ = memory_keys.shape
+  n = query_keys.shape[1]
+  rows = max(1, chunk_bytes // (4 * b * g * m))  # query positions per chunk
+  if rows >= n:
+    return read(affinity_fn(memory_keys, query_keys), memory_values, valid, top_k)
+  num_chunks = -(-n // rows)
+  rows = -(-n // num_chunks)  # equal chunks, the padding spread thin
+  padded = jnp.pad(query_keys, ((0, 0), (0, num_chunks * rows - n), (0, 0)))
+  chunks = jnp.moveaxis(padded.reshape(b, num_chunks, rows, padded.shape[-1]), 1, 0)  # [chunks b rows ck]
+
+  def read_chunk(chunk_keys: jax.Array) -> jax.Array:  # [b rows ck] -> [b o rows cv]
+    return read(affinity_fn(memory_keys, chunk_keys), memory_values, valid, top_k)
+
+  out = jax.lax.map(read_chunk, chunks)  # [chunks b o rows cv]
+  out = jnp.moveaxis(out, 0, 2)
+  return out.reshape(*out.shape[:2], num_chunks * rows, out.shape[-1])[:, :, :n]
 
 
 def _weighted_sum(weights: jax.Array, values: jax.Array, values_spec: str) -> jax.Array:

@@ -12,6 +12,9 @@ Orbax writes a checkpoint into `<step>.orbax-checkpoint-tmp-*` and renames it wh
 run killed at any moment (during a save too) leaves only complete checkpoints under their final names; the
 leftover temporary folders are ignored on restore and cleaned up. Saves are asynchronous (training continues while
 the arrays are written); the data position is captured when `save` is called.
+
+A new run starts from other weights with `init_variables` (`train.init_from`): runs and model directories are
+read without knowing their model (`read_variables`) and grafted by `jaxvos.convert.graft`'s rule table.
 """
 
 import contextlib
@@ -23,8 +26,11 @@ from typing import Any
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
+from data_pipelines.errors import DataError
+from jaxvos.training.sharding import host_copy
 from jaxvos.training.state import TrainState
 
 BEST_METRIC = "j_and_f"
@@ -138,32 +144,76 @@ class Checkpointer:
     self._best.close()
 
 
-def restore_variables(path: str, like: TrainState, *, best: bool = False) -> dict[str, Any]:
-  """`{"params", "batch_stats"}` to start a new run from (its optimizer starts afresh), placed like `like`.
+def init_variables(init_from: str, family: Any, initial: Any) -> tuple[dict[str, Any], list[str]]:
+  """The variables a new run starts from: `initial` (the family's fresh variables) with `init_from` grafted in.
 
-  `path` is a previous run's workdir (its latest checkpoint, or its best one with `best`; the optimizer state it
-  holds may differ from this run's) or a model directory written by `jaxvos convert` (imported weights). The
-  variables must fit the model being trained.
+  `init_from` is `[PART=]PATH[,[PART=]PATH...]`, applied in order by the rule table of `jaxvos.convert.graft`
+  (the same model or another config of it, a dense family into its sparse extension, torchvision ResNets into
+  the encoders). Each PATH is a previous run's workdir (its latest checkpoint; the optimizer state it holds is
+  not read, so it may differ from this run's) or a model directory (`jaxvos convert`, a run's `export/best`).
+
+  Returns:
+    (`{"params", "batch_stats"}` as NumPy arrays, notes for the log: what was copied and what kept its initial
+    values).
+
+  Raises:
+    DataError: a PATH that is neither, or variables that do not fit by the rules (one line, naming the first).
   """
-  path = os.path.abspath(path)
-  if os.path.isfile(os.path.join(path, "model.json")):
-    from jaxvos.convert.io import load_model  # pylint: disable=g-import-not-at-top
-    _, variables = load_model(path)
-    variables = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
-    shapes = lambda tree: jax.tree.map(lambda x: tuple(x.shape), tree)  # noqa: E731
-    if shapes(variables) != shapes(like.variables()):
-      raise ValueError(f"{path} holds the variables of another model than the one being trained")
-    return variables
-  directory = os.path.join(path, "best" if best else "checkpoints")
-  target = abstract_state(like).variables()
+  from jaxvos.convert import graft  # pylint: disable=g-import-not-at-top
+  from jaxvos.convert.rules import flatten_variables, unflatten_variables  # pylint: disable=g-import-not-at-top
+  variables = {path: np.asarray(value) for path, value in flatten_variables(host_copy(initial)).items()}
+  notes = []
+  for part, path in graft.parse_sources(init_from):
+    model, source = read_variables(path, default_model=family.name)
+    variables, lines = graft.graft(source, variables, graft.rules_for(model, family.name, part, source_name=path),
+                                   source_name=path, model=family.name)
+    notes += lines
+  return {"params": {}, "batch_stats": {}, **unflatten_variables(variables)}, notes
+
+
+def read_variables(path: str, *, best: bool = False, default_model: str | None = None
+                   ) -> tuple[str | None, dict[tuple[str, ...], np.ndarray]]:
+  """(model name, flat NumPy variables) of a model directory or a run's workdir (latest or best checkpoint).
+
+  A workdir's model name is its `config.json`'s (written by `jaxvos train`), else `default_model`.
+  """
+  from jaxvos.convert.io import MODEL_FILE, load_model  # pylint: disable=g-import-not-at-top
+  from jaxvos.convert.rules import flatten_variables  # pylint: disable=g-import-not-at-top
+  path = os.path.abspath(os.path.expanduser(path))
+  if os.path.isfile(os.path.join(path, MODEL_FILE)):
+    family, variables = load_model(path)
+    return family.name, {key: np.asarray(value) for key, value in flatten_variables(variables).items()
+                         if key[0] in ("params", "batch_stats")}
+  if not os.path.isdir(os.path.join(path, "checkpoints")):
+    hint = (" (a PyTorch file? import it with `python -m jaxvos convert from-torch`)"
+            if path.endswith((".pth", ".pt")) else "")
+    raise DataError(path, f"is neither a model directory ({MODEL_FILE}) nor a training run's workdir "
+                    f"(checkpoints/){hint}")
+  config_path = os.path.join(path, "config.json")
+  model = default_model
+  if os.path.isfile(config_path):
+    with open(config_path, encoding="utf-8") as f:
+      model = json.load(f).get("model", default_model)
+  return model, flatten_variables(_read_run_variables(os.path.join(path, "best" if best else "checkpoints")))
+
+
+def _read_run_variables(directory: str) -> dict[str, Any]:
+  """`{"params", "batch_stats"}` of the latest checkpoint under `directory` as NumPy arrays, read by the shapes
+  the checkpoint records (no model needed; the optimizer state is not read)."""
   with _absl_warnings_off():
-    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True))
+    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True),
+                                    item_handlers={"state": ocp.PyTreeCheckpointHandler()})
   with manager:
-    step = manager.best_step() if best else manager.latest_step()
+    step = manager.latest_step()
     if step is None:
-      raise FileNotFoundError(f"no checkpoint in {directory} (and no model.json in {path})")
+      raise DataError(directory, "holds no complete checkpoint")
+    metadata = manager.item_metadata(step)["state"]
+    tree = getattr(metadata, "tree", metadata)
+    item = {key: jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree[key])
+            for key in ("params", "batch_stats") if key in tree}
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
     restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True)))
+        item=item, restore_args=restore_args, partial_restore=True)))
   return restored.state
 
 

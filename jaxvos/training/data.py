@@ -2,7 +2,9 @@
 
 - video stage: annotated videos (DAVIS folders, synthetic videos) -> `VideoClipSampler` (frame-gap schedule);
 - static stage: image + mask pairs (salient-object folders, and single frames of annotated videos) ->
-  `PseudoClipSampler` (a pseudo-clip of random affine transforms of one image).
+  `PseudoClipSampler` (a pseudo-clip of random affine transforms of one image);
+- pseudo-video stage: the same image + mask pairs -> `pseudo_video.PseudoVideoSampler` (objects cut out of them,
+  pasted over other images with independent motion, occlusion and unannotated look-alikes).
 
 Each process builds the same item list and reads only its own shard (`data_pipelines.sampling.clip_dataset`).
 """
@@ -14,7 +16,7 @@ from typing import Any
 import grain
 import numpy as np
 
-from data_pipelines import davis, sampling, static_images, synthetic
+from data_pipelines import davis, pseudo_video, sampling, static_images, synthetic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,3 +73,12 @@ def clip_dataset(items: Sequence[Any], spec: sampling.ClipSpec, *, static: bool,
   sampler_class = sampling.PseudoClipSampler if static else sampling.VideoClipSampler
   return sampling.clip_dataset(items, sampler_class(spec, global_batch_size), seed=seed, shard_index=shard_index,
                                shard_count=shard_count)
+
+
+def pseudo_video_dataset(items: Sequence[Any], spec: sampling.ClipSpec, config: pseudo_video.PseudoVideoConfig, *,
+                         global_batch_size: int, seed: int, shard_index: int = 0, shard_count: int = 1,
+                         backgrounds: Sequence[Any] | None = None) -> grain.MapDataset:
+  """Batches of this process's shard of multi-object pseudo-videos made of the objects of `items` (image + mask
+  pairs, as for the static stage) over backgrounds drawn from `backgrounds` (default `items`); repeats forever."""
+  sampler = pseudo_video.PseudoVideoSampler(spec, global_batch_size, items, config, backgrounds)
+  return sampling.clip_dataset(items, sampler, seed=seed, shard_index=shard_index, shard_count=shard_count)

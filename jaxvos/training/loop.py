@@ -86,7 +86,8 @@ def train(family: Family, optimizer: optax.GradientTransformation, train_step: C
     options: lengths and intervals.
     clips_per_step: the global batch size (for the clips/s report).
     validator: J&F of host variables on held-out videos; the best state is kept in `<workdir>/best`.
-    init_from: a previous run's workdir whose latest parameters start this run (ignored when resuming).
+    init_from: where this run's parameters start (ignored when resuming): a previous run's workdir or a model
+      directory, or parts of several (`checkpoint.init_variables`, `jaxvos.convert.graft`).
 
   Raises:
     NonFiniteLoss: the loss became NaN or infinite.
@@ -114,10 +115,10 @@ def _start(family, optimizer, mesh, options, checkpointer, iterator, writer, ini
     writer.message(f"resuming from the checkpoint at step {latest} in {checkpointer.directory}")
     return checkpointer.restore(state, iterator, latest)
   if init_from:
-    variables = checkpoint_lib.restore_variables(init_from, state)
-    writer.message(f"starting from the parameters of {init_from}")
-    return initial_state(family, optimizer, mesh, seed=options.seed, init_hw=options.init_hw,
-                         variables=sharding.host_copy(variables))
+    variables, notes = checkpoint_lib.init_variables(init_from, family, state.variables())
+    for line in (f"starting from the parameters of {init_from}", *notes):
+      writer.message(line)
+    return initial_state(family, optimizer, mesh, seed=options.seed, init_hw=options.init_hw, variables=variables)
   return state
 
 

@@ -1,0 +1,56 @@
+"""SpVOS, gated stage: mixed sparse training of a trained dense STCN on DAVIS video clips with small frame gaps.
+
+Two variants (`--config experiments/spvos/video.py[:VARIANT]`; the recipe is `experiments/common.py`'s `video`,
+this file sets SpVOS's stage on top of it):
+
+- `cpu` (default): `spvos-tiny` from the trained `stcn-tiny` of `experiments/stcn/video.py` (its `export/best`,
+  grafted 1:1, the gates at their initialisation), 3-frame 128x128 clips of the 27 DAVIS 2016 training sequences
+  with frame gaps 1-3, batch 4, 2000 steps of AdamW at 1e-4; validated on the held-out dog-agility, motorbike and
+  soccerball at a shorter side of 96 (argmax gates through the sparse executor).
+
+    python -m jaxvos train --config experiments/spvos/video.py --workdir /tmp/jaxvos-runs/spvos-davis-cpu
+
+- `full`: `spvos` (ResNet-50 key encoder) from a trained full STCN (pass its workdir or model directory),
+  384x384 clips, batch 16, Adam 1e-5 for 50k steps, frame gaps 1-5, for a GPU or TPU host.
+
+    python -m jaxvos train --config experiments/spvos/video.py:full --workdir RUNS/spvos-video \
+        --config.train.init_from=RUNS/stcn-video
+
+Both: each clip runs dense with probability 0.5 (mixed sparse training, so the shared weights stay valid dense
+and gated), and the loss adds `lambda * sum_l w_l (rho_l - rho*)^2` (rho* = 0.58: 42% of the gated layers' MACs
+saved; `jaxvos.models.spvos.sparsity_terms`). Afterwards compare the sparse model with its dense twin on the
+held-out sequences: J&F (`jaxvos segment` + `jaxvos evaluate`), MACs (`jaxvos bench flops`) and wall-clock per
+frame (`jaxvos bench segment --model spvos-tiny --against stcn-tiny`).
+
+Hardware and result: not yet run.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+from jaxvos.cli.train import config_module
+
+common = config_module(__file__, "../common.py")
+
+DENSE_RUN = "/tmp/jaxvos-runs/stcn-davis-cpu/export/best"  # experiments/stcn/video.py's cpu run
+
+
+def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
+  cpu = common.check_variant(variant)
+  c = common.video("spvos", variant)
+  c.train_model.top_k = config_dict.placeholder(int)  # None: training reads all of memory (full softmax)
+  c.train_model.dense_clip_probability = 0.5
+  c.train_model.target = 0.58
+  c.train_model.sparsity_weight = 1.0
+  c.eval_model.top_k = 20
+  steps = 2000 if cpu else 50_000
+  c.data.gaps = (1, 2, 3) if cpu else (1, 2, 3, 5)
+  c.data.gap_boundaries = tuple(int(f * steps) for f in ((0.3, 0.6) if cpu else (0.2, 0.4, 0.6)))
+  c.train.update(steps=steps, init_from=DENSE_RUN if cpu else "")
+  if cpu:
+    c.optimizer.update(learning_rate=1e-4, warmup_steps=50)
+    c.loss = common.bootstrapped_loss(0, int(0.5 * steps))
+  else:
+    c.optimizer.decay_boundaries = (40_000,)
+    c.loss = common.bootstrapped_loss(0, 20_000)
+  return c

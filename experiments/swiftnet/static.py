@@ -1,0 +1,34 @@
+"""SwiftNet, static-image stage: 3-frame pseudo-clips made from one image + mask by random affine transforms.
+
+The data, budget and validation of `experiments/stcn/static.py` (`experiments/common.py`'s `static`); this file
+sets SwiftNet's memory (the test-time pixel-adaptive memory in training too: frame 0 pinned, the previous frame
+in the temporary slot, the trigger and the pixel-wise update active); the loss is the recipe's (STCN's bootstrapped
+cross-entropy), so the comparison with STCN differs only in the model.
+
+- `cpu` (default): `swiftnet-tiny` from random weights, 96x96 pseudo-clips, batch 4, 2000 steps (2-core CPU):
+
+    python -m jaxvos train --config experiments/swiftnet/static.py --workdir /tmp/jaxvos-runs/swiftnet-static-cpu
+
+  then the video stage from it: `--config experiments/swiftnet/video.py --config.train.init_from=<this workdir>`.
+
+- `full`: `swiftnet` (ResNet-18, the real-time model) at 384x384, batch 16, Adam lr 1e-5 decayed x0.1 at 150k of
+  300k steps, for a GPU or TPU host, from an ImageNet ResNet-18 (torchvision weights imported with
+  `jaxvos convert from-torch --family resnet18`; the LAE, heads, ASPP and decoder start random):
+
+    python -m jaxvos train --config experiments/swiftnet/static.py:full --workdir RUNS/swiftnet-static \
+        --config.train.init_from=Encoder=ckpt/resnet18
+
+Hardware and result: not yet run.
+"""
+
+import ml_collections
+
+from jaxvos.cli.train import config_module
+
+common = config_module(__file__, "../common.py")
+
+
+def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
+  c = common.static("swiftnet", variant)
+  c.train_model = {}  # the test-time pixel-adaptive memory, trigger and pixel-wise update included
+  return c

@@ -1,0 +1,34 @@
+"""SwiftNet, main training stage: video clips of the DAVIS 2016 training sequences with a growing frame gap.
+
+The data, budget and validation of `experiments/stcn/video.py` (`experiments/common.py`'s `video`): 27 training
+sequences of `../shared/data/davis2016-240p`, dog-agility, motorbike and soccerball held out for validation.
+This file sets SwiftNet's memory (the test-time pixel-adaptive memory in training too: frame 0 pinned, the
+previous frame in the temporary slot, the variation-aware trigger and the pixel-wise update active; with
+3-frame clips the trigger fires on frame 1 only when it varies a lot, so most clips train the first frame and
+temporary slot); the loss is the recipe's (STCN's bootstrapped
+cross-entropy), so the comparison with STCN differs only in the model.
+
+- `cpu` (default): `swiftnet-tiny`, 3-frame 128x128 clips, batch 4, 4000 steps (2-core CPU):
+
+    python -m jaxvos train --config experiments/swiftnet/video.py --workdir /tmp/jaxvos-runs/swiftnet-davis-cpu
+
+- `full`: `swiftnet` (ResNet-18) at 384x384, batch 16, Adam lr 1e-5 decayed x0.1 at 125k of 150k steps, for a
+  GPU or TPU host, from the static stage:
+
+    python -m jaxvos train --config experiments/swiftnet/video.py:full --workdir RUNS/swiftnet-video \
+        --config.train.init_from=RUNS/swiftnet-static
+
+Hardware and result: not yet run.
+"""
+
+import ml_collections
+
+from jaxvos.cli.train import config_module
+
+common = config_module(__file__, "../common.py")
+
+
+def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
+  c = common.video("swiftnet", variant)
+  c.train_model = {}  # the test-time pixel-adaptive memory, trigger and pixel-wise update included
+  return c

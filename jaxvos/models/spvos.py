@@ -1,0 +1,220 @@
+"""SpVOS (Lin, Chen, Yu, "SpVOS: Efficient Video Object Segmentation With Triple Sparse Convolution", IEEE TIP
+2023; METHODS.md, SpVOS) on the STCN model (`jaxvos.models.stcn`).
+
+Every 3x3 convolution of the key encoder's ResNet layers (res2/layer2/layer3; the stem stays dense) and of the
+decoder (compress, up_16_8, up_8_4; `pred` stays dense) is a `jaxvos.nn.gated_conv.GatedConv`: per output tile
+it computes, reuses its output of the previous frame, or skips. The value encoder, the key projection and
+`key_comp` stay dense: the value encoder runs only on memorised frames, and the skeleton gives `encode_memory`
+no cache to keep its previous outputs in. Parameter paths are STCN's plus `gate` modules beside the gated
+convolutions (`.../conv1/gate/...`), so a trained STCN grafts in 1:1 with the gates at their initialisation
+(`jaxvos.convert.graft.EXTENDS`).
+
+Per frame t (`FrameInfo.t`):
+- t = 0 (the annotated frame, `init_memory`): dense; the per-layer caches (input x and output y of every gated
+  convolution) are filled. The decoder does not run at t = 0, so its caches start as zeros and it runs dense
+  at t = 1.
+- t % `refresh_every` == 0 (default 10), the frame after one where new objects were annotated (decoder), and
+  every frame of a clip drawn dense by mixed sparse training: dense (every gate forced to compute).
+- otherwise: gated; Gumbel straight-through samples in training (an rng was given), argmax and the sparse
+  executor at inference.
+
+Mixed sparse training: at t = 1 each video of a training batch draws "dense clip" with probability
+`dense_clip_probability` (kept in the cache for the rest of the clip), so the shared weights stay valid dense
+and gated. The sparsity objective (`sparsity_terms`, the family's `loss_terms`) is
+`lambda * sum_l w_l (rho_l - rho*)^2`, rho_l the fraction of layer l's outputs computed, w_l its share of the
+gated layers' dense MACs, averaged over the gated frames.
+
+Aux outputs per frame (each [b]): `executed/<layer path>` (rho_l), `macs/<part>`, `executed_macs/<part>`,
+`sparsity/<part>` for the parts `encoder` and `decoder` (`jaxvos.nn.gated_conv.summarize`) and `gated` (1 where
+the encoder's gates decided).
+"""
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxvos.backbones.resnet import resnet_trunk
+from jaxvos.memory.key_value import KeyValueMemoryType
+from jaxvos.models.skeleton import MemoryFamily
+from jaxvos.models.stcn import STCN, KeyProjection, STCNConfig, ValueEncoder
+from jaxvos.nn.gated_conv import FrameGates, GateSettings, gated_factory, summarize
+from jaxvos.nn.layers import KAIMING_FAN_OUT, conv
+from jaxvos.ops import attention
+from jaxvos.ops.resize import resize_bilinear
+from jaxvos.ops.sparse_conv import DEFAULT_BUCKETS
+
+
+@dataclasses.dataclass(frozen=True)
+class SpVOSConfig(STCNConfig):
+  """STCN's sizes plus the gates' settings (`jaxvos.nn.gated_conv.GateSettings`) and the sparsity objective."""
+  refresh_every: int = 10               # K: every K-th frame runs dense
+  target: float = 0.58                  # rho*: executed MAC fraction aimed at (42% saved)
+  sparsity_weight: float = 1.0          # lambda
+  dense_clip_probability: float = 0.5   # mixed sparse training: a training clip runs dense with this probability
+  tile_pixels: tuple[int, int] = (32, 96)
+  gate_hidden: int = 8
+  gate_init_bias: float = 2.0
+  temperature: float = 1.0
+  buckets: tuple[float, ...] = DEFAULT_BUCKETS
+  force: str | None = None              # "compute" / "reuse" / "skip" on every gated frame (tests, ablations)
+
+  def gate_settings(self) -> GateSettings:
+    return GateSettings(tile_pixels=self.tile_pixels, hidden=self.gate_hidden, init_bias=self.gate_init_bias,
+                        temperature=self.temperature, buckets=self.buckets, force=self.force)
+
+
+class GatedKeyEncoder(nn.Module):
+  """STCN's key encoder (`key_encoder`) with gated 3x3 convolutions in its residual blocks."""
+  depth: int
+  width: int
+
+  @nn.compact
+  def __call__(self, frame: jax.Array, gates: FrameGates) -> dict[str, jax.Array]:
+    return resnet_trunk(frame, depth=self.depth, width=self.width, layer_names=("res2", "layer2", "layer3"),
+                        conv=gated_factory(gates, KAIMING_FAN_OUT))
+
+
+class GatedResBlock(nn.Module):
+  """`jaxvos.nn.blocks.ResBlock` with gated convolutions (the same parameters)."""
+  features: int
+  gates: FrameGates
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    make = gated_factory(self.gates)
+    r = make(self.features, 3, 1, True, "conv1")(nn.relu(x))
+    r = make(self.features, 3, 1, True, "conv2")(nn.relu(r))
+    if x.shape[-1] != self.features:
+      x = make(self.features, 3, 1, True, "downsample")(x)
+    return x + r
+
+
+class GatedUpsampleBlock(nn.Module):
+  """`jaxvos.nn.blocks.UpsampleBlock` with gated convolutions: skip [b h w c], up [b o h/2 w/2 c']."""
+  features: int
+  gates: FrameGates
+
+  @nn.compact
+  def __call__(self, skip: jax.Array, up: jax.Array) -> jax.Array:
+    skip = gated_factory(self.gates)(up.shape[-1], 3, 1, True, "skip_conv")(skip)
+    x = skip[:, None] + resize_bilinear(up, scale_factor=2.0)
+    return GatedResBlock(self.features, self.gates, name="out_conv")(x)
+
+
+class GatedDecoder(nn.Module):
+  """STCN's decoder (`jaxvos.models.stcn.Decoder`) with gated convolutions; `pred` stays dense."""
+  dims: tuple[int, int, int]
+
+  @nn.compact
+  def __call__(self, x: jax.Array, feats8: jax.Array, feats4: jax.Array, gates: FrameGates) -> jax.Array:
+    """x [b o h/16 w/16 c] -> per-object logits [b o h w]."""
+    x = GatedResBlock(self.dims[0], gates, name="compress")(x)
+    x = GatedUpsampleBlock(self.dims[1], gates, name="up_16_8")(feats8, x)
+    x = GatedUpsampleBlock(self.dims[2], gates, name="up_8_4")(feats4, x)
+    x = conv(1, 3, name="pred")(nn.relu(x))
+    return resize_bilinear(x, scale_factor=4.0)[..., 0]
+
+
+class SpVOS(STCN):
+  """STCN with gated convolutions, driven by `jaxvos.models.skeleton.MemoryFamily`.
+
+  Cache (in the state): `encoder` / `decoder` {layer path: {"x", "y"}} of the previous frame, `mask` [b o H W]
+  its soft masks, `refresh` bool [b] (new objects were annotated: the decoder runs dense next), `dense_clip`
+  bool [b] (mixed sparse training).
+  """
+  config: SpVOSConfig
+
+  def setup(self):
+    c = self.config
+    self.key_encoder = GatedKeyEncoder(c.key_depth, c.width)
+    self.value_encoder = ValueEncoder(c.value_depth, c.width, c.value_dim, c.single_object)
+    self.key_proj = KeyProjection(c.key_dim)
+    self.key_comp = conv(c.hidden_dim, 3, name="key_comp")
+    self.decoder = GatedDecoder(c.decoder_dims)
+
+  def _gates(self, frame_hw, cache, info, part: str) -> FrameGates:
+    """The frame's gates for `part` (encoder / decoder); dense without a cache (the first frame, `init`)."""
+    settings = self.config.gate_settings()
+    if cache is None:
+      return FrameGates(settings, "init" if self.is_initializing() else "dense", frame_hw)
+    force = cache["dense_clip"] | (info.t % self.config.refresh_every == 0)
+    if part == "decoder":  # its caches are zeros until it has run once; stale for objects new at t - 1
+      force = force | (info.t <= 1) | cache["refresh"]
+    return FrameGates(settings, "sample" if info.training else "argmax", frame_hw, caches=cache[part],
+                      masks=cache["mask"], force_dense=force)
+
+  def encode_query(self, frame: jax.Array, cache=None, info=None):
+    """STCN's query (key16, value16, feats16/8/4) through the gated key encoder; the encoder caches."""
+    if cache is not None:
+      cache = {**cache, "dense_clip": self._dense_clip(cache, info)}
+    gates = self._gates(frame.shape[1:3], cache, info, "encoder")
+    feats = self.key_encoder(frame, gates)
+    query = {"key16": self.key_proj(feats["feats16"]), "value16": self.key_comp(feats["feats16"]),
+             "feats16": feats["feats16"], "feats8": feats["feats8"], "feats4": feats["feats4"]}
+    if cache is None:
+      return query, {**self._first_cache(frame, query, info), "encoder": gates.new_caches}, {}
+    aux = summarize(gates, "encoder", self.config.target)
+    aux["gated"] = 1.0 - gates.forced((frame.shape[0],)).astype(jnp.float32)
+    return query, {**cache, "encoder": gates.new_caches}, aux
+
+  def decode(self, query: dict[str, jax.Array], readout: dict[str, jax.Array], cache=None, info=None):
+    """STCN's decoder, gated: read-out [b o h w cv] -> logits [b o H W]; the decoder caches."""
+    frame_hw = tuple(4 * size for size in query["feats4"].shape[1:3])
+    gates = self._gates(frame_hw, cache, info, "decoder")
+    readout = readout["readout"]
+    value16 = jnp.broadcast_to(query["value16"][:, None], (*readout.shape[:-1], query["value16"].shape[-1]))
+    logits = self.decoder(jnp.concatenate([readout, value16], axis=-1), query["feats8"], query["feats4"], gates)
+    if cache is None:
+      return logits, cache, {}
+    return logits, {**cache, "decoder": gates.new_caches}, summarize(gates, "decoder", self.config.target)
+
+  def end_frame(self, cache, probs: jax.Array, info):
+    """Keeps the frame's soft masks (the next frame's gates look at them) and whether objects were added."""
+    return {**cache, "mask": probs, "refresh": info.annotated}
+
+  def _dense_clip(self, cache, info) -> jax.Array:
+    """bool [b]: drawn at t = 1 in training (mixed sparse training), kept for the clip; False at inference."""
+    if not info.training or self.config.dense_clip_probability <= 0:
+      return cache["dense_clip"]
+    draw = jax.random.bernoulli(self.make_rng("sample"), self.config.dense_clip_probability,
+                                cache["dense_clip"].shape)
+    return jnp.where(info.t == 1, draw, cache["dense_clip"])
+
+  def _first_cache(self, frame: jax.Array, query: dict[str, jax.Array], info) -> dict:
+    """The cache after the first frame, but its encoder part: zero decoder caches (shaped by tracing the decoder
+    on a zero read-out, whose values are unused, so XLA drops that computation), no masks yet."""
+    b, objects = frame.shape[0], (1 if info is None else info.object_valid.shape[1])
+    readout = jnp.zeros((b, objects, *query["key16"].shape[1:3], self.config.value_dim), frame.dtype)
+    gates = FrameGates(self.config.gate_settings(), "dense", frame.shape[1:3])
+    if info is not None:
+      self.decoder(jnp.concatenate([readout, jnp.broadcast_to(query["value16"][:, None], (
+          *readout.shape[:-1], query["value16"].shape[-1]))], axis=-1), query["feats8"], query["feats4"], gates)
+    return {"decoder": jax.tree.map(jnp.zeros_like, gates.new_caches),
+            "mask": jnp.zeros((b, objects, *frame.shape[1:3]), frame.dtype),
+            "refresh": jnp.zeros((b,), bool), "dense_clip": jnp.zeros((b,), bool)}
+
+
+def sparsity_terms(config: SpVOSConfig):
+  """The family's `loss_terms(aux, step)`: lambda * sum_l w_l (rho_l - rho*)^2 over the gated frames, with the
+  executed MAC fraction of the gated frames as a metric (aux stacked [t b ...])."""
+
+  def terms(aux: dict[str, jax.Array], step: jax.Array):
+    del step
+    macs = aux["macs/encoder"] + aux["macs/decoder"]
+    penalty = (aux["sparsity/encoder"] + aux["sparsity/decoder"]) / macs
+    executed = (aux["executed_macs/encoder"] + aux["executed_macs/decoder"]) / macs
+    frames = jnp.maximum(jnp.sum(aux["gated"]), 1.0)
+    sparsity = jnp.sum(penalty) / frames
+    return config.sparsity_weight * sparsity, {
+        "sparsity": sparsity, "executed_mac_fraction": jnp.sum(executed * aux["gated"]) / frames,
+        "gated_frames": jnp.mean(aux["gated"])}
+
+  return terms
+
+
+def spvos(config: SpVOSConfig = SpVOSConfig(), name: str = "spvos") -> MemoryFamily:
+  memory = KeyValueMemoryType(config.memory, attention.l2_affinity, config.top_k)
+  return MemoryFamily(name=name, config=config, module=SpVOS(config), memory=memory,
+                      loss_terms=sparsity_terms(config))

@@ -1,0 +1,246 @@
+"""SpVOS's triple-gated convolution (Lin, Chen, Yu, "SpVOS: Efficient Video Object Segmentation With Triple Sparse
+Convolution", IEEE TIP 2023; METHODS.md, SpVOS).
+
+A `GatedConv` replaces a 3x3 convolution of a dense model and keeps its parameters (`kernel`, `bias`: the names
+and shapes of `flax.linen.Conv`, so a trained dense model grafts in). Per frame, a small gate (`GateHead`, the
+child `gate`) decides per output **tile** one of three actions:
+
+- `COMPUTE`: the convolution (through the sparse executor, `jaxvos.ops.sparse_conv`, at inference);
+- `REUSE`: this layer's output on the previous frame (temporal redundancy);
+- `SKIP`: zero, the convolution's output before any following BatchNorm (spatial redundancy: in a residual block
+  a skipped second convolution leaves the shortcut path and the BatchNorm's shift).
+
+Tiles, not pixels: the executor's work is whole tiles (XLA's CPU convolution needs wide windows to run at the
+dense speed, `jaxvos.ops.sparse_conv`), so deciding per tile makes the counted MACs the executed ones and the
+wall-clock follow the gates. Tiles cover a fixed image footprint (`GateSettings.tile_pixels`, 32x96 pixels by
+default: 8x24 outputs at stride 4, 4x12 at 8, 2x6 at 16); `tile_pixels=(s, s)` at stride s is the paper's
+per-pixel gate.
+
+Gate input: the layer's input x, its change x - x_prev since the previous frame, and the previous frame's soft
+mask near the tile (max over the tile's footprint; per object in the decoder, all objects in the encoder):
+1x1 embedding + ReLU, mean over each tile, the mask's max appended, a 3x3 convolution over the tile grid -> 3
+logits (compute / reuse / skip), initialised near `init_bias` for compute and 0 for the others (a grafted dense
+model starts mostly dense). Training (`mode="sample"`): Gumbel-softmax with a straight-through hard one-hot
+(rng stream `sample`), the convolution computed densely and mixed by the one-hot; inference (`"argmax"`): argmax,
+executed sparsely. `force_dense` (the first frame, every K-th frame, dense clips of mixed training) makes every
+tile compute.
+
+`FrameGates` is what one frame's gated layers share while a module method is traced (a Python object, never a
+pytree): the settings, the previous frame's per-layer caches `{path: {"x", "y"}}` and masks, and what the layers
+leave behind: the new caches and their statistics (executed fraction, dense MACs).
+"""
+
+import dataclasses
+import math
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxvos.nn.layers import conv
+from jaxvos.ops import sparse_conv as sc
+
+COMPUTE, REUSE, SKIP = 0, 1, 2
+ACTIONS = {"compute": COMPUTE, "reuse": REUSE, "skip": SKIP}
+MODES = ("dense", "init", "sample", "argmax")
+
+
+@dataclasses.dataclass(frozen=True)
+class GateSettings:
+  """Static settings of every gated layer of a model."""
+  tile_pixels: tuple[int, int] = (32, 96)  # decision tile's footprint in frame pixels (rows, columns)
+  hidden: int = 8                          # channels of the gate's embedding
+  init_bias: float = 2.0                   # initial logit of `compute` (softmax 0.79 against 0.11, 0.11)
+  temperature: float = 1.0                 # Gumbel-softmax temperature
+  buckets: tuple[float, ...] = sc.DEFAULT_BUCKETS
+  force: str | None = None                 # "compute" / "reuse" / "skip": every gate's decision (tests, ablations)
+
+
+@dataclasses.dataclass
+class LayerStats:
+  fraction: jax.Array  # float32 [b] output pixels computed (1 where forced dense)
+  macs: float          # dense MACs of the layer per video
+  gated: jax.Array     # float32 [b] 1 where the gates decided (not forced dense)
+
+
+class FrameGates:
+  """One frame's shared gating state (see the module docstring); built by the model for each traced part."""
+
+  def __init__(self, settings: GateSettings, mode: str, frame_hw: tuple[int, int], *, caches=None, masks=None,
+               force_dense: jax.Array | None = None):
+    """caches: {path: {"x", "y"}} of the previous frame (None in modes dense / init); masks: [b o H W] soft
+    masks of the previous frame; force_dense: bool [b]."""
+    assert mode in MODES, mode
+    self.settings, self.mode, self.frame_hw = settings, mode, frame_hw
+    self.caches, self.masks, self.force_dense = caches, masks, force_dense
+    self.new_caches: dict[str, dict[str, jax.Array]] = {}
+    self.stats: dict[str, LayerStats] = {}
+
+  def tile(self, out_hw: tuple[int, int]) -> tuple[int, int]:
+    """The decision tile (rows, columns) of a layer whose output is `out_hw`: the footprint over its stride."""
+    stride = max(1, self.frame_hw[0] // out_hw[0])
+    return tuple(max(1, p // stride) for p in self.settings.tile_pixels)
+
+  def mask_near(self, lead: tuple[int, ...], hw: tuple[int, int], dtype) -> jax.Array:
+    """The previous masks max-pooled to `hw`: [N h w] for the layer's leading axes (b: union of the objects,
+    b o: per object); zeros without masks (`init`)."""
+    masks = self.masks
+    if masks is None:
+      return jnp.zeros((math.prod(lead), *hw), dtype)
+    if len(lead) == 1:
+      masks = jnp.max(masks, axis=1)
+    masks = masks.reshape(-1, *masks.shape[-2:])
+    fh, fw = masks.shape[1] // hw[0], masks.shape[2] // hw[1]
+    pooled = masks[:, :hw[0] * fh, :hw[1] * fw].reshape(-1, hw[0], fh, hw[1], fw).max(axis=(2, 4))
+    return pooled.astype(dtype)
+
+  def forced(self, lead: tuple[int, ...]) -> jax.Array:
+    """bool [N]: the layer's items (videos, or videos x objects) that must compute everything."""
+    force = jnp.zeros(lead[:1], bool) if self.force_dense is None else self.force_dense
+    return jnp.broadcast_to(force.reshape(-1, *([1] * (len(lead) - 1))), lead).reshape(-1)
+
+  def record(self, path: str, x: jax.Array, y: jax.Array, stats: LayerStats):
+    self.new_caches[path] = {"x": x, "y": y}
+    self.stats[path] = stats
+
+
+def _tile_pool(x: jax.Array, window: tuple[int, int], how: str) -> jax.Array:
+  """Mean or max of x [N h w c] over windows (the last ones may overhang: means over their valid pixels)."""
+  n, h, w, c = x.shape
+  gh, gw = -(-h // window[0]), -(-w // window[1])
+  pad = ((0, 0), (0, gh * window[0] - h), (0, gw * window[1] - w), (0, 0))
+  blocks = lambda v: v.reshape(v.shape[0], gh, window[0], gw, window[1], -1)  # noqa: E731
+  if how == "max":
+    return blocks(jnp.pad(x, pad, constant_values=-jnp.inf)).max(axis=(2, 4))
+  count = blocks(jnp.pad(jnp.ones((1, h, w, 1), x.dtype), pad)).sum(axis=(2, 4))
+  return blocks(jnp.pad(x, pad)).sum(axis=(2, 4)) / count
+
+
+class GateHead(nn.Module):
+  """x, its change dx [N h w c] and the previous mask [N h w] -> logits [N ht wt 3] (compute, reuse, skip) per
+  output tile `tile` of a convolution with `stride`."""
+  tile: tuple[int, int]
+  stride: int
+  hidden: int
+  init_bias: float
+
+  @nn.compact
+  def __call__(self, x: jax.Array, dx: jax.Array, mask: jax.Array) -> jax.Array:
+    window = (self.tile[0] * self.stride, self.tile[1] * self.stride)
+    embedded = nn.relu(nn.Dense(self.hidden, name="embed")(jnp.concatenate([x, dx], axis=-1)))
+    near = _tile_pool(mask[..., None], window, "max")
+    features = jnp.concatenate([_tile_pool(embedded, window, "mean"), near], axis=-1)
+    bias_init = lambda key, shape, dtype: jnp.zeros(shape, dtype).at[COMPUTE].set(self.init_bias)  # noqa: E731
+    return nn.Conv(3, (3, 3), padding=((1, 1), (1, 1)), kernel_init=nn.initializers.normal(0.01),
+                   bias_init=bias_init, name="logits")(features)
+
+
+def straight_through_gumbel(logits: jax.Array, key: jax.Array, temperature: float) -> jax.Array:
+  """Hard one-hot samples of softmax(logits) [..., 3] whose gradient is the Gumbel-softmax's (Jang et al. 2017)."""
+  gumbel = jax.random.gumbel(key, logits.shape, jnp.float32)
+  soft = jax.nn.softmax((logits.astype(jnp.float32) + gumbel) / temperature, axis=-1)
+  hard = jax.nn.one_hot(jnp.argmax(soft, axis=-1), 3, dtype=soft.dtype)
+  return hard + soft - jax.lax.stop_gradient(soft)
+
+
+class GatedConv(nn.Module):
+  """`flax.linen.Conv` (same parameters; padding k // 2, `jaxvos.nn.layers.conv`) gated per output tile by
+  `gates` (the module docstring); a plain convolution when `gates` is None. x [... h w c] -> [... ho wo c']."""
+  features: int
+  kernel_size: int = 3
+  stride: int = 1
+  use_bias: bool = True
+  kernel_init: Callable = nn.initializers.lecun_normal()
+  gates: Any = None  # FrameGates
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k, lead = self.kernel_size, x.shape[:-3]
+    kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32) if self.use_bias else None
+    flat, kernel, bias = nn.dtypes.promote_dtype(x.reshape(-1, *x.shape[-3:]), kernel, bias)
+    post = (lambda y: y + bias) if bias is not None else (lambda y: y)  # noqa: E731
+    gates = self.gates
+    if gates is None or gates.mode in ("dense", "init"):
+      y = post(sc.dense_conv(flat, kernel, self.stride))
+      if gates is not None:
+        if gates.mode == "init":  # creates the gate's parameters
+          self._head(gates, flat, jnp.zeros_like(flat), lead, y.shape[1:3])
+        ones = jnp.ones(lead[:1], jnp.float32)
+        gates.record(self._path(), flat.reshape(x.shape), y.reshape(*lead, *y.shape[1:]),
+                     LayerStats(ones, self._macs(flat, y, lead), jnp.zeros_like(ones)))
+      return y.reshape(*lead, *y.shape[1:])
+    return self._gated(gates, flat, kernel, post, lead)
+
+  def _path(self) -> str:
+    return "/".join(self.scope.path)
+
+  def _macs(self, flat: jax.Array, y: jax.Array, lead: tuple[int, ...]) -> float:
+    """Dense multiply-accumulates of the layer per video."""
+    per_item = y.shape[1] * y.shape[2] * self.kernel_size**2 * flat.shape[-1] * self.features
+    return float(per_item * (flat.shape[0] // lead[0]))
+
+  def _head(self, gates: FrameGates, flat, dx, lead, out_hw) -> jax.Array:
+    s = gates.settings
+    head = GateHead(gates.tile(out_hw), self.stride, s.hidden, s.init_bias, name="gate")
+    return head(flat, dx, gates.mask_near(lead, flat.shape[1:3], flat.dtype))
+
+  def _gated(self, gates: FrameGates, flat, kernel, post, lead) -> jax.Array:
+    """The gated convolution on a frame with a previous one: sampled (training) or argmax + sparse executor."""
+    prev = gates.caches[self._path()]
+    y_prev = prev["y"].reshape(-1, *prev["y"].shape[-3:])
+    out_hw = y_prev.shape[1:3]
+    tile = gates.tile(out_hw)
+    logits = self._head(gates, flat, flat - prev["x"].reshape(flat.shape), lead, out_hw)
+    forced = gates.forced(lead)[:, None, None]
+    if gates.mode == "sample":
+      onehot = straight_through_gumbel(logits, self.make_rng("sample"), gates.settings.temperature)
+      onehot = _override(onehot, forced, gates.settings.force)
+      weights = sc.tiles_to_pixels(onehot, tile, out_hw).astype(flat.dtype)
+      y = weights[..., COMPUTE, None] * post(sc.dense_conv(flat, kernel, self.stride))
+      y = y + weights[..., REUSE, None] * y_prev
+      computed = weights[..., COMPUTE].astype(jnp.float32)
+    else:
+      action = jnp.argmax(_override(jax.nn.one_hot(jnp.argmax(logits, -1), 3), forced, gates.settings.force), -1)
+      pixels = sc.tiles_to_pixels(action, tile, out_hw)
+      base = jnp.where(pixels[..., None] == REUSE, y_prev, jnp.zeros((), y_prev.dtype))
+      y = sc.sparse_conv_tiles(flat, kernel, (action == COMPUTE).astype(jnp.float32), base, stride=self.stride,
+                               tile=tile, buckets=gates.settings.buckets, post=post)
+      computed = (pixels == COMPUTE).astype(jnp.float32)
+    fraction = computed.reshape(lead[0], -1).mean(axis=1)
+    gated = 1.0 - forced.reshape(lead[0], -1).astype(jnp.float32).mean(axis=1)
+    gates.record(self._path(), flat.reshape(*lead, *flat.shape[1:]), y.reshape(*lead, *y.shape[1:]),
+                 LayerStats(fraction, self._macs(flat, y, lead), gated))
+    return y.reshape(*lead, *y.shape[1:])
+
+
+def _override(onehot: jax.Array, forced: jax.Array, force: str | None) -> jax.Array:
+  """Decisions [N ht wt 3] with `force` (a fixed action) applied, then `forced` [N 1 1] items set to compute."""
+  if force is not None:
+    onehot = jnp.broadcast_to(jax.nn.one_hot(ACTIONS[force], 3, dtype=onehot.dtype), onehot.shape)
+  return jnp.where(forced[..., None], jax.nn.one_hot(COMPUTE, 3, dtype=onehot.dtype), onehot)
+
+
+def gated_factory(gates: FrameGates | None, kernel_init: Callable = nn.initializers.lecun_normal()) -> Callable:
+  """A convolution factory `(features, kernel_size, stride, bias, name) -> module` (`jaxvos.backbones.resnet`):
+  3x3 convolutions gated by `gates`, the others plain `jaxvos.nn.layers.conv`."""
+  def make(features: int, kernel_size: int, stride: int, bias: bool, name: str) -> nn.Module:
+    if kernel_size != 3:
+      return conv(features, kernel_size, stride=stride, bias=bias, name=name, kernel_init=kernel_init)
+    return GatedConv(features, kernel_size, stride, bias, kernel_init, gates, name=name)
+
+  return make
+
+
+def summarize(gates: FrameGates, part: str, target: float) -> dict[str, jax.Array]:
+  """A part's aux outputs (each [b]): `executed/<layer>` (fraction of the layer's outputs computed), and over
+  the part's layers `macs/<part>` (dense MACs), `executed_macs/<part>` and `sparsity/<part>`:
+  sum_l macs_l (rho_l - target)^2 over the gated layers (the unnormalised SpVOS sparsity objective)."""
+  aux = {f"executed/{path}": s.fraction for path, s in gates.stats.items()}
+  stats = list(gates.stats.values())
+  zero = jnp.zeros_like(stats[0].fraction)
+  aux[f"macs/{part}"] = zero + sum(s.macs for s in stats)
+  aux[f"executed_macs/{part}"] = zero + sum(s.macs * s.fraction for s in stats)
+  aux[f"sparsity/{part}"] = zero + sum(s.macs * s.gated * (s.fraction - target) ** 2 for s in stats)
+  return aux

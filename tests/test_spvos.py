@@ -1,0 +1,281 @@
+"""SpVOS (`jaxvos.models.spvos`, `jaxvos.nn.gated_conv`) and the MAC counter (`jaxvos.bench.flops`).
+
+The model tests graft one random `stcn-tiny` into `spvos-tiny` (gates at their initialisation) and run 4-frame
+clips as one compiled scan, so a handful of programs cover: forced compute == the dense model, forced reuse ==
+the previous frame's layer outputs, refresh frames are dense, gradients reach the gates, mixed training."""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxvos import losses
+from jaxvos.backbones.resnet import BasicBlock, Bottleneck
+from jaxvos.bench import flops
+from jaxvos.convert import graft
+from jaxvos.convert.rules import flatten_variables, unflatten_variables
+from jaxvos.models import registry
+from jaxvos.nn import gated_conv as gc
+from jaxvos.ops import sparse_conv as sc
+from jaxvos.training import step as step_lib
+
+H, W = 32, 48
+TILES = dict(tile_pixels=(16, 16))  # /4: 4x4 tiles, a 2x3 grid; /16: 1x1 tiles
+
+
+@functools.lru_cache(maxsize=None)
+def _variables():
+  """(stcn-tiny variables, the spvos-tiny variables grafted from them)."""
+  dense = registry.build("stcn-tiny")
+  dense_vars = dense.init(jax.random.key(0), (H, W))
+  sparse = registry.build("spvos-tiny", **TILES)
+  fresh = flatten_variables(jax.device_get(sparse.init(jax.random.key(1), (H, W))))
+  grafted, _ = graft.graft(flatten_variables(jax.device_get(dense_vars)), fresh,
+                           graft.rules_for("stcn-tiny", "spvos-tiny"), source_name="stcn", model="spvos-tiny")
+  return dense_vars, unflatten_variables(grafted)
+
+
+def _with_gate_bias(variables, bias):
+  """The variables with every gate's logits set to `bias` (compute, reuse, skip): the kernel zeroed."""
+  flat = flatten_variables(variables)
+  for path in flat:
+    if path[-2] == "logits" and "gate" in path:
+      flat[path] = np.asarray(bias, np.float32) if path[-1] == "bias" else np.zeros_like(flat[path])
+  return unflatten_variables(flat)
+
+
+def _clip(seed=0, num_frames=4):
+  r = np.random.RandomState(seed)
+  frames = r.randn(num_frames, 1, H, W, 3).astype(np.float32) * 0.5
+  masks = np.zeros((1, 2, H, W), np.float32)
+  masks[0, 0, 4:16, 4:20], masks[0, 1, 18:30, 24:44] = 1, 1
+  for t in range(num_frames):
+    frames[t, 0, 4:16, 4 + 2 * t:20 + 2 * t] += 1.5
+  return jnp.asarray(frames), jnp.asarray(masks)
+
+
+@functools.lru_cache(maxsize=None)
+def _runner(name, **overrides):
+  family = registry.build(name, **overrides)
+
+  @jax.jit
+  def run(variables, frames, masks):
+    """init_memory on frame 0, then steps 1.. under scan: (logits [t b o+1 h w], aux, caches per step)."""
+    valid = jnp.ones(masks.shape[:2], bool)
+    state = family.init_memory(variables, frames[0], masks, valid)
+
+    def body(state, frame):
+      state, out = family.step(variables, state, frame, jnp.zeros_like(masks), jnp.zeros_like(valid))
+      return state, (out.logits, out.aux, state.cache)
+
+    return jax.lax.scan(body, state, frames[1:])[1]
+
+  return run
+
+
+def _probs(logits):
+  return np.asarray(jax.nn.softmax(logits, axis=2))
+
+
+def test_gates_forced_to_compute_give_the_dense_model():
+  dense_vars, sparse_vars = _variables()
+  frames, masks = _clip()
+  want, _, _ = _runner("stcn-tiny")(dense_vars, frames, masks)
+  got, aux, _ = _runner("spvos-tiny", force="compute", **TILES)(sparse_vars, frames, masks)
+  np.testing.assert_allclose(_probs(got), _probs(want), atol=1e-5)
+  executed = [v for k, v in aux.items() if k.startswith("executed/")]
+  assert len(executed) == 12 + 10  # ResNet-18 res2..layer3 3x3 convs; the decoder's 3x3 convs but pred
+  assert all(np.all(np.asarray(v) == 1.0) for v in executed)
+
+
+def test_gates_forced_to_reuse_give_the_previous_frames_layer_outputs():
+  _, sparse_vars = _variables()
+  frames, masks = _clip(seed=1)
+  _, aux, caches = _runner("spvos-tiny", force="reuse", **TILES)(sparse_vars, frames, masks)
+  for part in ("encoder", "decoder"):
+    for path, layer in caches[part].items():
+      # the decoder first runs at t = 1, dense; from t = 2 (scan index 1) every layer repeats its t = 1 output
+      first = 0 if part == "encoder" else 1
+      for t in range(first + 1, frames.shape[0] - 1):
+        np.testing.assert_array_equal(layer["y"][t], layer["y"][first], err_msg=f"{path} at {t}")
+      np.testing.assert_array_equal(aux[f"executed/{path}"][first + 1:], 0.0)
+  np.testing.assert_array_equal(aux["executed/decoder/compress/conv1"][0], 1.0)  # t = 1: decoder dense
+
+
+def test_dense_refresh_frames_are_dense_and_equal_the_dense_model():
+  """refresh_every=2: frame 2 runs dense (gates leaning to reuse elsewhere), so with only frame 0 in memory its
+  masks are the dense model's; frames 1 and 3 reuse in the encoder."""
+  dense_vars, sparse_vars = _variables()
+  frames, masks = _clip(seed=2)
+  want, _, _ = _runner("stcn-tiny")(dense_vars, frames, masks)
+  got, aux, _ = _runner("spvos-tiny", refresh_every=2, **TILES)(_with_gate_bias(sparse_vars, [-5, 0, 0]), frames,
+                                                               masks)
+  np.testing.assert_allclose(_probs(got)[1], _probs(want)[1], atol=1e-5)  # t = 2
+  np.testing.assert_array_equal(aux["gated"][:, 0], [1.0, 0.0, 1.0])
+  encoder = [v for k, v in aux.items() if k.startswith("executed/key_encoder")]
+  assert all(float(v[1, 0]) == 1.0 for v in encoder)
+  assert np.mean([float(v[0, 0]) for v in encoder]) < 0.5 and np.mean([float(v[2, 0]) for v in encoder]) < 0.5
+  assert np.abs(_probs(got)[2] - _probs(want)[2]).max() > 1e-4  # a gated frame differs
+
+
+def _train_loss(family, variables, rng):
+  frames, masks = _clip(seed=3, num_frames=3)
+  labels = (jnp.argmax(jnp.concatenate([0.5 * jnp.ones_like(masks[:, :1]), masks], axis=1), axis=1)
+            .astype(jnp.uint8))
+  labels = jnp.broadcast_to(labels[:, None], (1, 3, H, W))
+  valid = jnp.ones((1, 2), bool)
+  outputs = step_lib.unroll_clip(family, variables, jnp.moveaxis(frames, 0, 1), labels, valid, remat=False, rng=rng)
+  loss, metrics = family.loss(outputs.logits, jnp.moveaxis(labels[:, 1:], 1, 0), valid, outputs.aux,
+                              jnp.zeros((), jnp.int32), losses.LossSpec())
+  return loss, (metrics, outputs.aux)
+
+
+def test_gradients_reach_the_gates_through_the_straight_through_estimator():
+  _, variables = _variables()
+  family = registry.build("spvos-tiny", dense_clip_probability=0.0, **TILES)
+  grad_fn = jax.jit(jax.grad(lambda p, rng: _train_loss(family, {**variables, "params": p}, rng), has_aux=True))
+  grads, (metrics, aux) = grad_fn(variables["params"], jax.random.key(0))
+  flat = flatten_variables({"params": grads})
+  gates = {p: float(jnp.abs(g).sum()) for p, g in flat.items() if "gate" in p}
+  assert len(gates) == 4 * 22
+  assert np.mean([g > 0 for g in gates.values()]) > 0.9, sorted(gates.items())[:5]
+  assert float(metrics["sparsity"]) > 0 and 0 < float(metrics["executed_mac_fraction"]) <= 1
+  np.testing.assert_array_equal(aux["gated"][:, 0], [1.0, 1.0])
+
+
+def test_mixed_sparse_training_runs_whole_clips_dense():
+  _, variables = _variables()
+  family = registry.build("spvos-tiny", dense_clip_probability=1.0, **TILES)
+  _, (metrics, aux) = jax.jit(lambda rng: _train_loss(family, variables, rng))(jax.random.key(0))
+  np.testing.assert_array_equal(aux["gated"], 0.0)
+  assert all(np.all(np.asarray(v) == 1.0) for k, v in aux.items() if k.startswith("executed/"))
+  assert float(metrics["sparsity"]) == 0.0
+
+
+ROOT = ""  # the cache key of a GatedConv applied on its own: a root module's path is empty
+
+
+def _gated_layer(mode, force=None, stride=1):
+  """A GatedConv (8 -> 6 channels) on x [2 12 18 8] of a frame 12*stride x 18*stride, with a previous frame:
+  (apply(variables, x, rngs) -> (y, gates), variables, x, y_prev)."""
+  settings = gc.GateSettings(tile_pixels=(4 * stride, 6 * stride), force=force, buckets=(0.25, 0.5))
+  r = np.random.RandomState(0)
+  x, x_prev = (jnp.asarray(r.randn(2, 12, 18, 8), jnp.float32) for _ in range(2))
+  out_hw = sc.conv_output_hw((12, 18), 3, stride)
+  y_prev = jnp.asarray(r.randn(2, *out_hw, 6), jnp.float32)
+  masks = jnp.asarray(r.rand(2, 1, 12 * stride, 18 * stride), jnp.float32)
+
+  def apply(variables, x, rngs=None):
+    gates = gc.FrameGates(settings, mode, (12 * stride, 18 * stride), caches={ROOT: {"x": x_prev, "y": y_prev}},
+                          masks=masks, force_dense=jnp.zeros((2,), bool))
+    return gc.GatedConv(6, 3, stride, True, gates=gates).apply(variables, x, rngs=rngs), gates
+
+  init = gc.GatedConv(6, 3, stride, True, gates=gc.FrameGates(settings, "init", (12 * stride, 18 * stride)))
+  return apply, init.init(jax.random.key(0), x), x, y_prev
+
+
+@pytest.mark.parametrize("force", ["compute", "reuse", "skip"])
+def test_a_gated_layer_forced_to_an_action(force):
+  apply, variables, x, y_prev = _gated_layer("argmax", force)
+  (y, gates) = apply(variables, x)
+  params = variables["params"]
+  want = {"compute": sc.dense_conv(x, params["kernel"]) + params["bias"], "reuse": y_prev,
+          "skip": jnp.zeros_like(y_prev)}[force]
+  np.testing.assert_allclose(y, want, atol=1e-5)
+  np.testing.assert_array_equal(gates.stats[ROOT].fraction, 1.0 if force == "compute" else 0.0)
+  np.testing.assert_array_equal(gates.new_caches[ROOT]["y"], y)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_a_gated_layer_executes_its_argmax_decisions_sparsely(stride):
+  """Random gates: the output is, tile by tile, the convolution, the previous output or zero as the argmax of
+  the gate's logits says (the executor at work), and the fraction counts the computed pixels."""
+  apply, variables, x, y_prev = _gated_layer("argmax", stride=stride)
+  flat = flatten_variables(variables)
+  flat[("params", "gate", "logits", "bias")] = np.zeros(3, np.float32)
+  variables = unflatten_variables(flat)
+  y, gates = apply(variables, x)
+  head = gc.GateHead(gates.tile(y.shape[1:3]), stride, 8, 0.0)
+  decision = jnp.argmax(head.apply({"params": variables["params"]["gate"]}, x, x - gates.caches[ROOT]["x"],
+                                   gates.mask_near((2,), x.shape[1:3], x.dtype)), -1)
+  pixels = sc.tiles_to_pixels(decision, gates.tile(y.shape[1:3]), y.shape[1:3])[..., None]
+  params = variables["params"]
+  conv = sc.dense_conv(x, params["kernel"], stride) + params["bias"]
+  want = jnp.where(pixels == gc.COMPUTE, conv, jnp.where(pixels == gc.REUSE, y_prev, 0.0))
+  assert len(np.unique(np.asarray(decision))) > 1
+  np.testing.assert_allclose(y, want, atol=1e-5)
+  np.testing.assert_allclose(gates.stats[ROOT].fraction, np.mean(pixels[..., 0] == gc.COMPUTE, axis=(1, 2)))
+
+
+def test_a_sampled_gate_is_differentiable_and_hard():
+  apply, variables, x, y_prev = _gated_layer("sample")
+
+  def loss(params):
+    y, gates = apply({**variables, "params": params}, x, rngs={"sample": jax.random.key(3)})
+    return jnp.sum(y ** 2) + gates.stats[ROOT].fraction.sum()
+
+  grads = jax.grad(loss)(variables["params"])
+  assert float(jnp.abs(grads["gate"]["logits"]["kernel"]).sum()) > 0
+  assert float(jnp.abs(grads["gate"]["embed"]["kernel"]).sum()) > 0
+  y, gates = apply(variables, x, rngs={"sample": jax.random.key(3)})
+  fraction = np.asarray(gates.stats[ROOT].fraction)
+  pixels = fraction * y.shape[1] * y.shape[2]
+  np.testing.assert_allclose(pixels, np.round(pixels), atol=1e-3)  # whole tiles of pixels: a hard decision
+
+
+def test_mac_counter_equals_the_analytic_count_for_a_convolution_and_resnet_blocks():
+  x = jnp.zeros((2, 16, 24, 8))
+  conv = nn.Conv(12, (3, 3), strides=2, padding=((1, 1), (1, 1)))
+  variables = conv.init(jax.random.key(0), x)
+  assert flops.count_macs(conv.apply, variables, x) == {"": 2 * 8 * 12 * 9 * 8 * 12}
+  block = BasicBlock(16, stride=2, project=True)
+  variables = block.init(jax.random.key(0), x)
+  counts = flops.count_macs(block.apply, variables, x)
+  out = 2 * 8 * 12  # output pixels
+  assert counts == {"conv1": out * 9 * 8 * 16, "conv2": out * 9 * 16 * 16, "downsample_0": out * 8 * 16}
+  block = Bottleneck(4, stride=1, project=True)
+  counts = flops.count_macs(block.apply, block.init(jax.random.key(0), x), x)
+  out = 2 * 16 * 24
+  assert counts == {"conv1": out * 8 * 4, "conv2": out * 9 * 4 * 4, "conv3": out * 4 * 16,
+                    "downsample_0": out * 8 * 16}
+  executed = flops.executed_macs({"a/conv1": 100, "a/conv1/gate/embed": 10, "b": 7}, {"a/conv1": 0.25})
+  assert executed == {"a/conv1": 25.0, "a/conv1/gate/embed": 10.0, "b": 7.0}
+
+
+def test_mac_counter_names_every_gated_layer_of_spvos():
+  """Every `executed/<path>` aux key of a step names a convolution of the counted step, at its dense MACs."""
+  _, variables = _variables()
+  family = registry.build("spvos-tiny", **TILES)
+  frames, masks = _clip()
+  valid = jnp.ones((1, 2), bool)
+  state = jax.eval_shape(family.init_memory, variables, frames[0], masks, valid)
+  dense = flops.count_macs(family.step, variables, state, frames[1], masks, valid)
+  out = jax.eval_shape(family.step, variables, state, frames[1], masks, valid)[1]
+  gated = [k[len("executed/"):] for k in out.aux if k.startswith("executed/")]
+  assert gated and all(path in dense for path in gated)
+  assert dense["key_encoder/res2_0/conv1"] == (H // 4) * (W // 4) * 9 * 16 * 16
+  assert dense["decoder/up_8_4/out_conv/conv1"] == 2 * (H // 4) * (W // 4) * 9 * 16 * 16  # per object
+
+
+@pytest.mark.parametrize("name, dense", [("spvos", "stcn"), ("spvos-r18", "stcn-r18")])
+def test_full_size_spvos_is_its_stcn_plus_gates(name, dense):
+  """The grafting rule's premise at the official sizes: STCN's variables, same paths and shapes, plus `gate`
+  modules (4 arrays each) beside every gated 3x3 convolution."""
+  shapes = lambda n: {p: v.shape for p, v in flatten_variables(jax.eval_shape(  # noqa: E731
+      functools.partial(registry.build(n).init, frame_hw=(64, 64)), jax.random.key(0))).items()}
+  sparse, stcn = shapes(name), shapes(dense)
+  assert {p: s for p, s in sparse.items() if p in stcn} == stcn
+  extra = [p for p in sparse if p not in stcn]
+  assert all("gate" in p for p in extra)
+  gated_convs = {"spvos": 3 + 4 + 6, "spvos-r18": 12}[name] + 10  # key encoder + decoder
+  assert len(extra) == 4 * gated_convs
+
+
+def test_config_round_trips_through_its_json_form():
+  family = registry.build("spvos-tiny", tile_pixels=[16, 32], force="skip", memory={"slots": 6})
+  rebuilt = registry.from_config("spvos-tiny", registry.config_dict(family))
+  assert rebuilt.config == family.config and rebuilt.config.tile_pixels == (16, 32)
+  assert isinstance(rebuilt.config.buckets, tuple) and rebuilt.config.force == "skip"
