@@ -29,6 +29,7 @@ Also runs as `python -m jaxvos.bench.memory` (how the workers are started).
 """
 
 import argparse
+import ctypes
 import json
 import math
 import os
@@ -190,7 +191,12 @@ def _run(args, model: str, hw: tuple[int, int], frames: int):
 
 
 def _reset_peak_rss() -> None:
-  """Restarts the kernel's peak-RSS count (VmHWM) of this process, where Linux allows it."""
+  """Restarts the kernel's peak-RSS count (VmHWM) of this process, where Linux allows it, after handing the heap
+  that compilation freed back to the system (glibc keeps it otherwise, and it would count as resident)."""
+  try:
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+  except (OSError, AttributeError):
+    pass
   try:
     with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
       f.write("5")
