@@ -123,7 +123,8 @@ class _ClipSampler(grain.transforms.RandomMap):
       selected = select_objects(rng, clip_masks, self.spec)
       if selected is not None:
         return {"frames": clip_frames, **selected, "frame_indices": np.asarray(frame_indices, np.int32)}
-    raise DataError(getattr(item, "name", str(item)), "no annotated object in any frame a clip can start from")
+    where = getattr(item, "name", None) or getattr(item, "mask_path", str(item))
+    raise DataError(where, "no annotated object in any frame a clip can start from")
 
   def load(self, item, rng, max_gap, fallback):
     raise NotImplementedError

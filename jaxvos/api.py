@@ -109,11 +109,14 @@ class Model:
     return self._compiled["segmenter"]
 
 
-def load(name_or_checkpoint: str | os.PathLike, *, size: int = 480, dtype: str = "float32", seed: int = 0) -> Model:
+def load(name_or_checkpoint: str | os.PathLike | None = None, *, size: int | None = None, dtype: str = "float32",
+         seed: int = 0) -> Model:
   """A model from a checkpoint directory (`jaxvos convert` and `jaxvos train` write them) or a model name.
 
-  A name (`stcn`, `stcn-r18`, `stcn-tiny`, `stm`, ...; `jaxvos.models.registry.names()`) gives random weights
-  from `seed`, with a warning: useful to check a pipeline, meaningless as masks.
+  Without an argument, the default model shipped with jaxvos (trained by jaxvos on the DAVIS data; the README says
+  on what and how well). A name (`stcn`, `stcn-r18`, `stcn-tiny`, `stm`, ...; `jaxvos.models.registry.names()`)
+  gives random weights from `seed`, with a warning: useful to check a pipeline, meaningless as masks. `size`
+  (the shorter side frames are segmented at) defaults to the checkpoint's working size (its model.json), else 480.
 
   Raises:
     ValueError: neither a checkpoint directory nor a known name, a size below 16 (other than -1), an unknown dtype;
@@ -123,18 +126,20 @@ def load(name_or_checkpoint: str | os.PathLike, *, size: int = 480, dtype: str =
   import jax  # pylint: disable=g-import-not-at-top
   from jaxvos import precision  # pylint: disable=g-import-not-at-top
   from jaxvos.models import registry  # pylint: disable=g-import-not-at-top
-  if size != -1 and size < 16:
+  from jaxvos.convert import io as convert_io  # pylint: disable=g-import-not-at-top
+  if size is not None and size != -1 and size < 16:
     raise ValueError(f"size {size}: give a shorter side of at least 16 pixels, or -1 for the frame size")
   compute_dtype = precision.compute_dtype(dtype)
-  path = os.fspath(name_or_checkpoint)
+  path = convert_io.default_model() if name_or_checkpoint is None else os.fspath(name_or_checkpoint)
   if os.path.isdir(path):
-    from jaxvos.convert import io as convert_io  # pylint: disable=g-import-not-at-top
     family, variables = convert_io.load_model(path)
+    size = convert_io.working_size(path) if size is None else size
   elif path in registry.names():
     warnings.warn(f"jaxvos.load({path!r}): random weights (no checkpoint given), so masks are meaningless except "
                   "as a check of a pipeline", stacklevel=2)
     family = registry.build(path)
     variables = family.init(jax.random.PRNGKey(seed))
+    size = convert_io.DEFAULT_SIZE if size is None else size
   else:
     raise ValueError(f"{path!r} is neither a checkpoint directory nor a model name ({', '.join(registry.names())})")
   variables = precision.cast_floats(jax.tree.map(jax.numpy.asarray, variables), compute_dtype)

@@ -62,3 +62,21 @@ def test_components_time_the_same_computation_on_both_sides():
   close(np.moveaxis(readout, -1, 1), readout_torch.reshape(2, -1, h, w), "read-out")
   logits, probs = outputs["decoder (2 objects)"]
   close(1 / (1 + np.exp(-np.asarray(logits)))[0], probs[:, 0], "decoder")  # theirs ends in a sigmoid
+
+
+
+def test_families_side_by_side(capsys, monkeypatch):
+  """`--against` takes a list: every variant gets a column and its ratio to --model (timing itself stubbed: the
+  interleaved loop is the same code for two families or more)."""
+  from jaxvos.bench import families  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(families, "_latencies", lambda variants, args, objects: [10.0 * (i + 1)
+                                                                                 for i in range(len(variants))])
+  parser = argparse.ArgumentParser()
+  bench.add_arguments(parser)
+  args = parser.parse_args(["--model", "stcn-tiny", "--against", "gam-tiny,swiftnet-tiny", "--size", "32",
+                            "--object-counts", "1", "--entries-size", "0"])
+  assert families.run(args) == 0
+  latency = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("1 "))
+  assert latency.split()[1:5] == ["10.0", "20.0", "30.0", "40.0"]
+  assert latency.split("   ")[-1] == ("gam-tiny / stcn-tiny: 2.00x, swiftnet-tiny / stcn-tiny: 3.00x, "
+                                     "swiftnet-tiny match 0.25 / stcn-tiny: 4.00x")

@@ -128,7 +128,7 @@ def test_bench_train_takes_config_overrides_as_train_does():
 def test_package_metadata_installs_the_command_the_extras_and_the_example():
   with open(REPO / "pyproject.toml", "rb") as f:
     project = tomllib.load(f)
-  assert project["project"]["scripts"] == {"jaxvos": "jaxvos.cli.main:main"}
+  assert project["project"]["scripts"] == {"jaxvos": "jaxvos.cli.main:run"}
   extras = project["project"]["optional-dependencies"]
   assert set(extras) >= {"torch", "tfds", "onnx"} and "torch==2.13.0" in extras["torch"]
   assert all("==" in requirement for requirements in extras.values() for requirement in requirements)
@@ -136,6 +136,8 @@ def test_package_metadata_installs_the_command_the_extras_and_the_example():
   shipped = {path for paths in project["tool"]["setuptools"]["data-files"].values() for path in paths}
   on_disk = {str(p.relative_to(REPO)) for p in (REPO / "examples" / "judo").rglob("*") if p.is_file()}
   assert shipped == on_disk
+  default = {f"default/{p.name}" for p in (REPO / "jaxvos" / "default").iterdir() if p.is_file()}
+  assert set(project["tool"]["setuptools"]["package-data"]["jaxvos"]) == default
 
 
 def test_native_logs_are_quiet_unless_asked_for():

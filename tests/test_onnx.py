@@ -2,8 +2,10 @@
 
 Parity: the clip of `tests.family_clip` (5 frames, object 2 appearing at frame 2), given at an input size that
 the runner resizes and pads as `segment` does, run by onnxruntime and by jaxvos; probabilities within 1e-4 on
-every frame, and the id maps of `Segmenter.segment_video` and `OnnxSegmenter.segment_video` agree. Every
-registered STM/STCN tiny family exports; none is skipped.
+every frame, and the id maps of `Segmenter.segment_video` and `OnnxSegmenter.segment_video` agree. The `-tiny`
+model of every registered family exports and is held to parity, each with a memory small enough that 5 frames
+reach every part of its policy (`FAMILY_MEMORY`); none is skipped. A family with an operation that cannot be
+exported fails with one line naming it and the primitive (`test_an_operation_onnx_cannot_take_is_one_line`).
 """
 
 import os
@@ -76,18 +78,53 @@ def jaxvos_reference(family, variables, frames: np.ndarray, annotations) -> list
   return family_clip.jax_probabilities(family, variables, x, masks)
 
 
-@pytest.fixture(scope="module", params=["stcn-tiny", "stm-tiny"])
-def exported(request, tmp_path_factory):
-  family = registry.build(request.param, memory=family_clip.SMALL_MEMORY)
+# Per family: a memory small enough that the 5-frame clip reaches every part of its policy, and what its state
+# holds after the clip (a state leaf, its first video's value) to show it did.
+FAMILY_MEMORY = {
+    # Frame 0 pinned, the temporary slot, frame 2 (annotated) to the ring (pinned quota full), evicted by frame 4.
+    "stcn": (family_clip.SMALL_MEMORY, ("state.memory.written_at", [0, 4, -1])),
+    "stm": (family_clip.SMALL_MEMORY, ("state.memory.written_at", [0, 4, -1])),
+    "spvos": (family_clip.SMALL_MEMORY, ("state.memory.written_at", [0, 4, -1])),
+    # Frame 2 pinned in the second (last) pinned slot, pixel-wise updates by the trigger (at the latest every 2
+    # frames) into a pool of 2 updates read in 3 buckets (a 3-way switch), the pixel-wise match on half of the
+    # positions (top-k, scatter into the carried read-out).
+    "swiftnet": (dict(pool_updates=2, max_interval=2, read_buckets=3, match_fraction=0.5),
+                 ("state.memory.num_pinned", 2)),
+    # Every second frame into the global context (frame 2 too: annotated frames always are).
+    "gam": (dict(every=2), ("state.memory.count", [3, 2])),
+}
+FAMILIES = registry.tiny_names()
+
+
+def test_every_family_has_a_clip_memory():
+  assert {name.split("-")[0] for name in FAMILIES} == set(FAMILY_MEMORY)
+
+
+def export_tiny(name: str, folder) -> tuple:
+  """(family, variables, folder, onnx.json) of `name` with its clip memory and random variables, exported."""
+  family = registry.build(name, memory=FAMILY_MEMORY[name.split("-")[0]][0])
   variables = family_clip.random_variables(family, seed=11)
-  out = tmp_path_factory.mktemp("onnx") / request.param
   spec = to_onnx.ExportSpec(geometry.plan_geometry(INPUT_HW, SIZE).model_hw, family_clip.O, SIZE)
-  meta = to_onnx.export(family, variables, out, spec)
-  return family, variables, out, meta
+  meta = to_onnx.export(family, variables, folder / name, spec)
+  return family, variables, folder / name, meta
 
 
-def test_onnx_probabilities_match_jaxvos(exported):
-  family, variables, out, meta = exported
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+  """`exported(name)`: `export_tiny(name)`, once per module for each name."""
+  cache = {}
+
+  def get(name: str) -> tuple:
+    if name not in cache:
+      cache[name] = export_tiny(name, tmp_path_factory.mktemp("onnx"))
+    return cache[name]
+
+  return get
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_onnx_probabilities_match_jaxvos(exported, name):
+  family, variables, out, meta = exported(name)
   assert sorted(os.listdir(out)) == ["init.onnx", "onnx.json", "step.onnx"]
   assert meta["family"] == family.name and meta["model_hw"] == [64, 96] and meta["exporter"] == to_onnx.EXPORTER
   frames, annotations = uint8_clip()
@@ -97,8 +134,36 @@ def test_onnx_probabilities_match_jaxvos(exported):
     stream(frame, annotations.get(t))
     error = float(np.abs(stream.probs - expected[t]).max())
     assert error <= TOLERANCE, f"{family.name}: frame {t}: max error {error:.3g} > {TOLERANCE}"
-  written = stream.state["state.memory.written_at"][0].tolist()
-  assert written == [0, 4, -1]  # frame 2 went to the ring (pinned quota full) and was evicted by frame 4
+  leaf, value = FAMILY_MEMORY[name.split("-")[0]][1]
+  assert stream.state[leaf][0].tolist() == value
+
+
+def test_an_operation_onnx_cannot_take_is_one_line(tmp_path, monkeypatch, capsys):
+  """A family whose step needs a primitive that jax2onnx does not lower and jaxvos does not rewrite (here a
+  search in a float table: `le_to` on floats) fails to export with one line naming the family and the primitive,
+  and writes nothing."""
+  from jaxvos.convert import io as convert_io  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(convert_io, "load_model", lambda path: (_FloatSearch(), {}))
+  out = tmp_path / "g"
+  assert cli_main.main(["convert", "to-onnx", "--checkpoint", str(tmp_path), "--out", str(out), "--input-hw",
+                        "32x32", "--size", "-1", "--objects", "1"]) == 2
+  assert capsys.readouterr().err == (
+      f"error: float-search: cannot be exported to ONNX: {to_onnx.EXPORTER} has no lowering for the primitive "
+      "'le_to' (in its step graph) and jaxvos has no exact rewrite of it\n")
+  assert not out.exists()
+
+
+class _FloatSearch:
+  """A stand-in family: its step looks the frame's mean up in a float table (`jnp.searchsorted`)."""
+  name = "float-search"
+
+  def init_memory(self, variables, frame, masks, object_valid):
+    return {"count": jnp.zeros((), jnp.int32)}
+
+  def step(self, variables, state, frame, new_masks, new_object_valid):
+    bucket = jnp.searchsorted(jnp.linspace(-1.0, 1.0, 8), jnp.mean(frame))
+    logits = jnp.zeros((1, new_masks.shape[1] + 1, *frame.shape[1:3])) + bucket.astype(jnp.float32)
+    return {"count": state["count"] + 1}, logits
 
 
 @pytest.mark.slow
@@ -118,8 +183,9 @@ def test_default_configs_export_with_parity(tmp_path, name):
     assert error <= TOLERANCE, f"{name}: frame {t}: max error {error:.3g} > {TOLERANCE}"
 
 
-def test_onnx_segments_the_video_as_the_engine_does(exported):
-  family, variables, out, _ = exported
+@pytest.mark.parametrize("name", ["stcn-tiny", "stm-tiny"])  # the runner's object handling: any family's
+def test_onnx_segments_the_video_as_the_engine_does(exported, name):
+  family, variables, out, _ = exported(name)
   frames, annotations = uint8_clip()
   ours = list(onnx_runner.segment_video(out, iter(frames), annotations))
   theirs = list(engine.Segmenter(family, jax.tree.map(jnp.asarray, variables), size=SIZE).segment_video(
@@ -132,7 +198,7 @@ def test_onnx_segments_the_video_as_the_engine_does(exported):
 
 
 def test_a_video_that_does_not_fit_the_graphs_is_refused(exported):
-  _, _, out, _ = exported
+  _, _, out, _ = exported("stcn-tiny")
   stream = onnx_runner.OnnxSegmenter(out).stream([1])
   with pytest.raises(ValueError, match=r"exported for 96x64; export again with --input-hw 64x64"):
     stream(np.zeros((64, 64, 3), np.uint8), np.ones((64, 64), np.uint8))
@@ -170,3 +236,10 @@ def test_convert_to_onnx_and_run_onnx_commands(tmp_path, capsys):
                         "--masks", str(tmp_path / "big_mask.png"), "--out", str(tmp_path / "out2")]) == 2
   err = capsys.readouterr().err
   assert err.startswith(f"error: {tmp_path / 'g'}: a 64x64 video is segmented at 64x64") and err.count("\n") == 1
+
+
+def test_convert_takes_every_registered_family():
+  parser = cli_main.build_parser()
+  for name in [*registry.names(), "resnet50"]:
+    args = parser.parse_args(["convert", "from-torch", "--family", name, "--checkpoint", "m.pth", "--out", "o"])
+    assert args.family == name

@@ -261,6 +261,24 @@ def test_frames_of_videos_are_sources_too():
   check_clip_batch(batch, num_frames=4, crop_hw=(40, 48), max_objects=3)
 
 
+def test_frames_without_an_object_are_not_sources():
+  """An object that leaves the view (DAVIS bmx-bumps) leaves frames with empty masks: not static images."""
+
+  class Video:
+    name = "leaves-the-view"
+    annotated_indices = [0, 1, 2, 3, 4]
+    visible = {1: 1, 2: 255, 4: 2}  # frame -> the id painted there (255: void only)
+
+    def mask(self, index, frame_hw=None):
+      del frame_hw
+      ids = np.zeros((8, 8), np.uint8)
+      ids[2:5, 2:5] = self.visible.get(index, 0)
+      return ids
+
+  assert [f.index for f in data_lib.video_frames([Video()])] == [1, 4]
+  assert [f.index for f in data_lib.video_frames([Video()], every=2)] == [4]
+
+
 def test_data_preview_command(folder, tmp_path):
   picture = tmp_path / "preview.png"
   result = subprocess.run([sys.executable, "-m", "jaxvos", "data", "preview", "--pseudo-video", f"{folder},{folder}",

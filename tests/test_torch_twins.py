@@ -183,3 +183,19 @@ def test_a_twin_file_of_another_family_is_refused(tmp_path):
   with pytest.raises(ValueError, match="not a jaxvos twin checkpoint"):
     torch.save({"a": torch.zeros(1)}, tmp_path / "bare.pth")
     jaxvos_torch.load(tmp_path / "bare.pth")
+
+
+@pytest.mark.parametrize("name", ["gam-tiny", "spvos-tiny"])
+def test_convert_families_without_official_code_round_trip(tmp_path, capsys, name):
+  """GAM and SpVOS have no official PyTorch code: the twin layout only, bit-identical there and back."""
+  checkpoint, variables = save_checkpoint(tmp_path, name)
+  twin = tmp_path / "twin.pth"
+  assert cli_main.main(["convert", "to-torch", "--checkpoint", checkpoint, "--out", str(twin)]) == 0
+  assert cli_main.main(["convert", "from-torch", "--checkpoint", str(twin), "--out", str(tmp_path / "back")]) == 0
+  family, back = io.load_model(tmp_path / "back")
+  assert family.name == name and family.config == io.load_model(checkpoint)[0].config
+  assert to_torch_twins.variables_equal(back, variables)
+  capsys.readouterr()
+  assert cli_main.main(["convert", "to-torch", "--checkpoint", checkpoint, "--out", str(tmp_path / "o.pth"),
+                        "--layout", "official"]) == 2
+  assert "has no official PyTorch code" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""`bench segment --model A --against B`: two jaxvos families side by side in one process.
+"""`bench segment --model A --against B[,C...]`: jaxvos families side by side in one process.
 
 Both families get random weights (compute does not depend on the values) and the same synthetic video as
 `bench segment` (a drifting noise texture, 16:9, objects as boxes in the first frame). Two tables:
@@ -24,8 +24,8 @@ WARMUP = 3
 
 def add_arguments(parser) -> None:
   """The options `bench segment` adds for family comparisons (`--against` switches them on)."""
-  parser.add_argument("--against", metavar="NAME", help="a second registered model timed side by side with "
-                      "--model in one process (jaxvos.bench.families)")
+  parser.add_argument("--against", metavar="NAME[,NAME...]", help="registered models timed side by side with "
+                      "--model in one process, interleaved frame by frame (jaxvos.bench.families)")
   parser.add_argument("--object-counts", default="1,2,5", metavar="LIST", help="with --against: object counts to "
                       "time (default: 1,2,5)")
   parser.add_argument("--timed-frames", type=int, default=20, metavar="N", help="with --against: frames timed per "
@@ -39,7 +39,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
   import jax  # pylint: disable=g-import-not-at-top
   from jaxvos.bench.segment import _frame_hw  # pylint: disable=g-import-not-at-top
-  names = [args.model] + ([args.against] if args.against else [])
+  names = [args.model] + (args.against.split(",") if args.against else [])
   variants = [v for name in names for v in _variants(name, args.match_fraction)]
   h, w = _frame_hw(args.size)
   print(f"{' vs '.join(names)} at {w}x{h}, {args.dtype}, random weights, median of {args.timed_frames} frames; "
@@ -47,7 +47,8 @@ def run(args) -> int:
   print(f"{'objects':>7} " + " ".join(f"{label:>22}" for label, _ in variants) + "   (ms per frame)")
   for objects in (int(n) for n in args.object_counts.split(",")):
     medians = _latencies(variants, args, objects)
-    ratio = "" if len(names) < 2 else f"   {names[1]} / {names[0]}: {medians[-1] / medians[0]:.2f}x"
+    ratio = "   " + ", ".join(f"{label} / {variants[0][0]}: {m / medians[0]:.2f}x"
+                              for (label, _), m in zip(variants[1:], medians[1:]))
     print(f"{objects:7d} " + " ".join(f"{m:22.1f}" for m in medians) + ratio, flush=True)
   if args.entries_size:
     _entries_table(variants, args)

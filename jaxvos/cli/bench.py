@@ -1,7 +1,8 @@
 """`jaxvos bench <benchmark>`: speed benchmarks, one sub-command per module in `jaxvos/bench/`.
 
     jaxvos bench metric     J&F with jaxvos and with the official DAVIS functions, side by side
-    jaxvos bench segment    per-frame latency and peak memory of jaxvos and PyTorch STCN by video length
+    jaxvos bench segment    per-frame latency and peak memory of jaxvos and PyTorch STCN by video length;
+                            with --backends jax,onnx,torch: one model run by each backend of `segment`, side by side
     jaxvos bench train      training clips per second for a config and a device count
     jaxvos bench sparse     time saved by sparse convolution (see its --help)
 
@@ -36,6 +37,10 @@ def add_arguments(parser):
     sub = benchmarks.add_parser(name, help=help_text, description=getattr(module, "DESCRIPTION", help_text),
                                 formatter_class=parser.formatter_class)
     module.add_arguments(sub)
+    if name == "segment":
+      sub.add_argument("--backends", metavar="LIST", help="instead: per-frame latency of --model (random weights) "
+                       "run by each of these backends of `segment` (jax, onnx, torch), interleaved in one process, "
+                       "at --size with --objects, over the longest of --lengths (jaxvos.bench.backends)")
     sub.set_defaults(run_benchmark=module.run, benchmark_parser=sub,
                      benchmark_extra=getattr(module, "ACCEPTS_EXTRA", False))
 
@@ -43,4 +48,7 @@ def add_arguments(parser):
 def run(args) -> int:
   if args.extra and not args.benchmark_extra:
     args.benchmark_parser.error(f"unrecognized arguments: {' '.join(args.extra)}")
+  if getattr(args, "backends", None):
+    from jaxvos.bench import backends  # pylint: disable=g-import-not-at-top
+    return backends.run(args)
   return args.run_benchmark(args)

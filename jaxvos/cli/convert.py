@@ -6,6 +6,9 @@
     jaxvos convert to-onnx --checkpoint checkpoints/stcn --out stcn_onnx --input-hw 480x854 --objects 4
     jaxvos convert run-onnx --model stcn_onnx --frames frames/ --masks 00000.png --out masks/
 
+to-onnx exports every registered family (stcn, stm, swiftnet, gam, spvos); an operation the exporter cannot
+lower ends the command with one line naming the family and the primitive.
+
 A jaxvos checkpoint is a directory (model.json + variables.safetensors) that `segment --checkpoint` accepts.
 Keys or shapes that do not fit the model end the command with one line naming the first offending keys.
 """
@@ -29,8 +32,11 @@ def add_arguments(parser):
                               formatter_class=parser.formatter_class,
                               description="Import a PyTorch state dict (official STCN checkpoints, including the "
                               "single-object variant; torchvision ResNet weights as a backbone).")
-  sub.add_argument("--family", choices=("stcn", "stm", "resnet18", "resnet50"),
-                   help="what the checkpoint holds (not needed for a file that to-torch wrote: it names its family)")
+  from jaxvos.convert import families  # pylint: disable=g-import-not-at-top  (the registry's names)
+  sub.add_argument("--family", choices=families.names(), metavar="NAME",
+                   help="what the checkpoint holds: a registered model or a backbone, "
+                   f"{', '.join(families.names())} (not needed for a file that to-torch wrote: it names its "
+                   "family)")
   sub.add_argument("--checkpoint", required=True, metavar="FILE", help="the PyTorch file (.pth)")
   sub.add_argument("--out", required=True, metavar="DIR", help="the jaxvos checkpoint directory to write (new or "
                    "empty)")
@@ -93,8 +99,9 @@ def _add_onnx_directions(directions, parser) -> None:
   sub = directions.add_parser("to-onnx", help="a jaxvos checkpoint directory -> ONNX graphs (init, step)",
                               formatter_class=parser.formatter_class,
                               description="Export the first-frame memory initialisation and the per-frame step "
-                              "(state in, state out) as ONNX graphs at a fixed model size and object count, with "
-                              "jax2onnx (pip install 'jaxvos[onnx]'); run them with `convert run-onnx`.")
+                              "(state in, state out) of any registered family as ONNX graphs at a fixed model size "
+                              "and object count, with jax2onnx (pip install 'jaxvos[onnx]'); run them with "
+                              "`convert run-onnx` or `segment --backend onnx`.")
   sub.add_argument("--checkpoint", required=True, metavar="DIR", help="the jaxvos checkpoint directory")
   sub.add_argument("--out", required=True, metavar="DIR", help="the folder to write (new or empty)")
   sub.add_argument("--input-hw", default="480x854", metavar="HxW", help="the videos' frame size (default "

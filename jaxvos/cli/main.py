@@ -12,6 +12,7 @@ model and frame size starts in seconds instead of recompiling.
 
 import argparse
 import importlib
+import os
 import sys
 import textwrap
 import warnings
@@ -99,3 +100,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"error: {args.command}: {message}; try a smaller --size, fewer objects or frames per call, or a "
           "family with a fixed-size memory (gam)", file=sys.stderr)
     return 1
+
+
+def run() -> None:
+  """The `jaxvos` command: `main`, then exit with its status.
+
+  A failed command may leave data-loading threads running; it leaves without the interpreter's teardown, which
+  could crash in them and turn the one-line error into a segmentation fault.
+  """
+  code = main()
+  if code:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # pylint: disable=protected-access
+  raise SystemExit(code)

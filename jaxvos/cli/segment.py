@@ -3,6 +3,8 @@
     jaxvos segment --model stcn-r18 --example judo --out judo_masks --overlay judo.mp4
     jaxvos segment --model stcn-r18 --frames clip.mp4 --masks masks/ --out clip_masks/
     jaxvos segment --checkpoint ckpt/ --frames frames/ --masks 00000.png --out masks/
+    jaxvos segment --backend torch --checkpoint stcn.pth --frames frames/ --masks 00000.png --out masks/
+    jaxvos segment --backend onnx --checkpoint stcn_onnx/ --frames frames/ --masks 00000.png --out masks/
     jaxvos segment --checkpoint ckpt/ --davis-root DAVIS --resolution 480p --imageset ImageSets/2017/val.txt \\
         --out results/          (every sequence: results/<seq>/<frame>.png)
 
@@ -10,6 +12,11 @@ Inputs are read and checked first (every frame decoded once, every mask read; `j
 memory the run needs is estimated against what the device has (`jaxvos.inference.budget`), and only then is the
 model built. Masks are written to a hidden folder beside --out and moved into --out when a clip is complete, so
 a failed or interrupted run leaves no partial output.
+
+`--backend` chooses what runs the model, through the same inputs, outputs and object handling: `jax` (jaxvos
+itself, the default), `torch` (the family's PyTorch twin from a `.pth` that `convert to-torch` writes;
+`jaxvos.export.torch_runner`) or `onnx` (the graphs that `convert to-onnx` writes, through onnxruntime;
+`jaxvos.export.onnx_runner`). Checkpoints of another backend are refused with one line saying which to use.
 """
 
 import os
@@ -39,6 +46,12 @@ BURST_PAUSE_SECONDS = 0.2
 # Frames per compiled call of the engine on a CPU (see `make_segmenter`); accelerators use the engine's default.
 CPU_CHUNK = 4
 ENGINE_CHUNK = 16
+DEFAULT_SIZE = 480
+BACKENDS = ("jax", "torch", "onnx")
+# What each backend's --checkpoint is, for messages.
+CHECKPOINT_KINDS = {"jax": "a jaxvos checkpoint directory", "torch": "a PyTorch twin checkpoint (.pth, written by "
+                    "`jaxvos convert to-torch`)", "onnx": "an exported ONNX folder (written by `jaxvos convert "
+                    "to-onnx`)"}
 Clip = clips_lib.Clip
 
 
@@ -50,9 +63,15 @@ def add_arguments(parser) -> None:
   from jaxvos.models import registry  # pylint: disable=g-import-not-at-top
   parser.epilog = "models (--model):\n\n" + "\n".join("  " + line for line in registry.describe().splitlines())
   parser.add_argument("--model", metavar="NAME", help="the model to build with random weights (see the list "
-                      "below), or, with --checkpoint, the family it must hold; default: the checkpoint's")
-  parser.add_argument("--checkpoint", metavar="DIR", help="a jaxvos checkpoint directory (`jaxvos convert` and "
-                      "`jaxvos train` write them); without it the weights are random")
+                      "below), or, with --checkpoint, the family it must hold; without --model and --checkpoint "
+                      "the default model shipped with jaxvos runs (trained by jaxvos; see the README)")
+  parser.add_argument("--checkpoint", metavar="DIR", help="a jaxvos checkpoint directory (`jaxvos convert` "
+                      "and `jaxvos train` write them; without it the weights are random); with --backend torch the "
+                      ".pth FILE that `convert to-torch` writes, with --backend onnx the folder that `convert "
+                      "to-onnx` writes")
+  parser.add_argument("--backend", default="jax", choices=BACKENDS, help="what runs the model: jax (jaxvos), "
+                      "torch (its PyTorch twin) or onnx (onnxruntime); the same inputs, outputs and object "
+                      "handling (default: jax)")
   parser.add_argument("--frames", metavar="DIR|VIDEO", help="a folder of frames or a video file")
   parser.add_argument("--masks", metavar="DIR|PNG", help="a folder of PNG masks named like the frames, or one PNG "
                       "for the first frame")
@@ -66,8 +85,10 @@ def add_arguments(parser) -> None:
                       "ImageSets/2016/val.txt (relative to the root)")
   parser.add_argument("--out", required=True, metavar="DIR", help="the output folder (new or empty, unless "
                       "--overwrite)")
-  parser.add_argument("--size", type=int, default=480, metavar="N", help="the model sees frames with this "
-                      "shorter side; -1 keeps the frame size; outputs are always at the frame size (default: 480)")
+  parser.add_argument("--size", type=int, metavar="N", help="the model sees frames with this shorter side; -1 "
+                      "keeps the frame size; outputs are always at the frame size (default: the size a checkpoint was "
+                      "trained for, from its model.json, else 480; with --backend onnx, the size the graphs were "
+                      "exported for)")
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                       help="the network's compute dtype; bfloat16 is for GPUs and TPUs (default: float32)")
   parser.add_argument("--overlay", metavar="FILE", help="also write the frames with coloured masks to FILE.mp4 "
@@ -82,16 +103,13 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
   try:
     _check_options(args)
+    _check_checkpoint(args.checkpoint, args.backend)
     clips = _read_clips(args)
     _check_outputs(args, clips)
-    family, variables = load_model(args.model, args.checkpoint)
-    check_memory(family, variables, clips, args.size, args.dtype)
+    segmenter = _backend_segmenter(args, clips)
   except UsageError as error:
     print(f"error: segment: {error}", file=sys.stderr)
     return 2
-  if variables is None:
-    variables = random_variables(family)
-  segmenter = make_segmenter(family, variables, args.size, args.dtype)
   progress = Progress(sum(len(c.frame_names) for c in clips), len(clips))
   staging = staging_path(args.out)  # beside --out: a failed run never creates --out
   try:
@@ -117,10 +135,91 @@ def _check_options(args) -> None:
     raise UsageError("--overlay is for one video (--frames or --example), not a DAVIS root")
   if args.davis_root and not args.imageset:
     raise UsageError("--davis-root needs --imageset (e.g. ImageSets/2016/val.txt)")
-  if args.size != -1 and args.size < 16:
+  if args.size is not None and args.size != -1 and args.size < 16:
     raise UsageError(f"--size {args.size}: give a shorter side of at least 16 pixels, or -1 for the frame size")
-  if not args.model and not args.checkpoint:
-    raise UsageError("give --model NAME (random weights) or --checkpoint DIR")
+  if args.backend != "jax" and not args.checkpoint:
+    raise UsageError(f"--backend {args.backend} needs --checkpoint: {CHECKPOINT_KINDS[args.backend]}")
+  if args.backend != "jax" and args.dtype != "float32":
+    raise UsageError(f"--dtype {args.dtype} is for --backend jax; the {args.backend} backend runs float32")
+
+
+def checkpoint_kind(path: str) -> str | None:
+  """The backend a --checkpoint is for: a file is a PyTorch twin (torch), a folder with onnx.json an ONNX export
+  (onnx), any other folder a jaxvos checkpoint (jax); None if nothing is there."""
+  if os.path.isfile(path):
+    return "torch"
+  if os.path.isdir(path):
+    return "onnx" if os.path.isfile(os.path.join(path, "onnx.json")) else "jax"
+  return None
+
+
+def _check_checkpoint(path: str | None, backend: str) -> None:
+  """Refuses a missing --checkpoint, or one for another backend (saying which), before any input is read."""
+  if not path:
+    return
+  kind = checkpoint_kind(path)
+  if kind is None:
+    raise DataError(path, f"not found (--checkpoint of --backend {backend}: {CHECKPOINT_KINDS[backend]})")
+  if kind == backend:
+    return
+  fixes = {"torch": "run it with --backend torch, or import it with `jaxvos convert from-torch`",
+           "onnx": "run it with --backend onnx",
+           "jax": f"run it with --backend jax, or export it with `jaxvos convert to-{backend}`"}
+  raise DataError(path, f"is {CHECKPOINT_KINDS[kind]}, not {CHECKPOINT_KINDS[backend]}: {fixes[kind]}")
+
+
+def _backend_segmenter(args, clips: list[Clip]):
+  """What segments the clips for --backend: anything with `segment_video(frames, annotations, stats)`."""
+  if args.backend == "onnx":
+    return _onnx_segmenter(args, clips)
+  if args.backend == "jax" and not args.model and not args.checkpoint:
+    from jaxvos.convert import io as convert_io  # pylint: disable=g-import-not-at-top
+    args.checkpoint = convert_io.default_model()
+    print(f"segment: the default model ({convert_io.read_meta(args.checkpoint)['family']}, trained by jaxvos; "
+          "--model or --checkpoint for another)", file=sys.stderr)
+  if args.size is None and args.backend == "jax" and args.checkpoint:
+    from jaxvos.convert import io as convert_io  # pylint: disable=g-import-not-at-top
+    args.size = convert_io.working_size(args.checkpoint)
+  size = DEFAULT_SIZE if args.size is None else args.size
+  if args.backend == "torch":
+    from jaxvos.export import torch_runner  # pylint: disable=g-import-not-at-top
+    runner = torch_runner.TorchSegmenter(args.checkpoint, size=size)
+    _check_family(args.model, runner.family, args.checkpoint)
+    return runner
+  family, variables = load_model(args.model, args.checkpoint)
+  check_memory(family, variables, clips, size, args.dtype)
+  if variables is None:
+    variables = random_variables(family)
+  return make_segmenter(family, variables, size, args.dtype)
+
+
+def _onnx_segmenter(args, clips: list[Clip]):
+  """The ONNX runner, refusing up front a --size or a clip (frame size, object count) its graphs do not take."""
+  from jaxvos.export import onnx_runner  # pylint: disable=g-import-not-at-top
+  runner = onnx_runner.OnnxSegmenter(args.checkpoint)
+  _check_family(args.model, runner.model.family, args.checkpoint)
+  if args.size is not None and args.size != runner.model.size:
+    raise UsageError(f"--size {args.size}: {args.checkpoint} was exported for --size {runner.model.size}; leave "
+                     "--size out, or export again with `jaxvos convert to-onnx --size`")
+  for clip in clips:
+    try:
+      runner.check(clip.frame_hw, clip.annotations)
+    except ValueError as error:  # a video the exported graphs do not take (frame size, object count)
+      raise DataError(args.checkpoint, f"{clip.name + ': ' if clip.name else ''}{error}") from None
+  return runner
+
+
+def _check_model_name(name: str | None) -> None:
+  from jaxvos.models import registry  # pylint: disable=g-import-not-at-top
+  if name and name not in registry.names():
+    raise DataError("--model", f"unknown model {name!r}; choose one of {', '.join(registry.names())}")
+
+
+def _check_family(name: str | None, family: str, checkpoint: str) -> None:
+  """--model, where given, must be a known model of the checkpoint's family (`stcn` takes a file of `stcn-r18`)."""
+  _check_model_name(name)
+  if name and family.split("-")[0] != name.split("-")[0]:
+    raise DataError(checkpoint, f"holds a {family} model, not {name} (--model)")
 
 
 def _read_clips(args) -> list[Clip]:
@@ -152,13 +251,11 @@ def _check_outputs(args, clips: list[Clip]) -> None:
 def load_model(name: str | None, checkpoint: str | None):
   """(family, variables) of a checkpoint directory, or (family of `name`, None): random weights come later."""
   from jaxvos.models import registry  # pylint: disable=g-import-not-at-top
-  if name and name not in registry.names():
-    raise DataError("--model", f"unknown model {name!r}; choose one of {', '.join(registry.names())}")
+  _check_model_name(name)
   if checkpoint:
     from jaxvos.convert import io as convert_io  # pylint: disable=g-import-not-at-top
     family, variables = convert_io.load_model(checkpoint)
-    if name and family.name.split("-")[0] != name.split("-")[0]:
-      raise DataError(checkpoint, f"holds a {family.name} model, not {name} (--model)")
+    _check_family(name, family.name, checkpoint)
     return family, variables
   return registry.build(name), None
 

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from data_pipelines.errors import DataError
-from jaxvos.convert import families
+from jaxvos.convert import families, swiftnet_torch
 from jaxvos.convert.rules import (FAMILY_RULES, check_variables, flatten_variables, flax_to_torch, rules_for,
                                   torch_to_flax, unflatten_variables)
 
@@ -123,7 +123,8 @@ def _stm_config(state_dict: Mapping[str, np.ndarray]) -> dict[str, Any]:
   return config
 
 
-_CONFIG_FROM_STATE_DICT = {"stcn": _stcn_config, "stm": _stm_config, "resnet18": _backbone_config,
+_CONFIG_FROM_STATE_DICT = {"stcn": _stcn_config, "stm": _stm_config,
+                           "swiftnet": swiftnet_torch.config_from_state_dict, "resnet18": _backbone_config,
                            "resnet50": _backbone_config}
 
 

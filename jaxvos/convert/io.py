@@ -6,7 +6,12 @@
                                     "batch_stats/key_encoder/bn1/mean", ...
 
 `config` is `dataclasses.asdict(family.config)`; loading rebuilds the family from it and checks every variable
-against the family's own variable tree, so a checkpoint never loads into a model it does not fit.
+against the family's own variable tree, so a checkpoint never loads into a model it does not fit. An optional
+`"inference": {"size": N}` is the shorter side the model was trained to see (`working_size`): `segment` and
+`jaxvos.load` use it when no size is given.
+
+The default model (`DEFAULT_MODEL`, `jaxvos/default/`) is such a directory shipped in the package: what
+`jaxvos segment` runs without --model or --checkpoint (how it was trained: its model.json and the README).
 """
 
 import json
@@ -21,6 +26,8 @@ from data_pipelines.errors import DataError
 from jaxvos.convert import families
 from jaxvos.convert.rules import check_variables, flatten_variables, unflatten_variables
 
+DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "default")
+DEFAULT_SIZE = 480  # the shorter side a model without a working size sees
 MODEL_FILE = "model.json"
 VARIABLES_FILE = "variables.safetensors"
 FORMAT = 1
@@ -108,3 +115,21 @@ def load_model(path: str | os.PathLike) -> tuple[Any, dict]:
   check_variables({key: value.shape for key, value in flat.items()}, families.variable_shapes(family), None,
                   variables_path, family.name)
   return family, unflatten_variables(flat)
+
+
+def default_model() -> str:
+  """The directory of the default model shipped in the package.
+
+  Raises:
+    DataError: it is missing (a build of jaxvos without its package data).
+  """
+  path = os.path.normpath(DEFAULT_MODEL)
+  if not os.path.isfile(os.path.join(path, MODEL_FILE)):
+    raise DataError(path, "the default model is not installed (reinstall jaxvos, or give --checkpoint DIR)")
+  return path
+
+
+def working_size(path: str | os.PathLike) -> int:
+  """The shorter side the checkpoint at `path` was trained to see (its model.json), else `DEFAULT_SIZE`."""
+  size = read_meta(path).get("inference", {}).get("size")
+  return int(size) if isinstance(size, int) and (size == -1 or size >= 16) else DEFAULT_SIZE

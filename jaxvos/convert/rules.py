@@ -83,7 +83,15 @@ STM = FamilyRules(sequential=r"res\d+|downsample",
                   dropped=((r"Encoder_[MQ]\.(mean|std)", "the ImageNet normalisation constants (jaxvos normalises "
                             "frames before the network)"),))
 
-FAMILY_RULES = {"stcn": STCN, "stm": STM, "resnet18": TORCHVISION_RESNET, "resnet50": TORCHVISION_RESNET}
+# haochenheheda/SwiftNet `swiftnet.py` (what matches it: `jaxvos.convert.swiftnet_torch`): the encoder names
+# torchvision's layer1..3 `res2`..`res4` and registers the ImageNet mean and std as buffers.
+SWIFTNET = FamilyRules(
+    sequential=r"res\d+|downsample",
+    dropped=((r"Encoder\.(mean|std)", "the ImageNet normalisation constants (jaxvos normalises frames before the "
+              "network)"),))
+
+FAMILY_RULES = {"stcn": STCN, "stm": STM, "swiftnet": SWIFTNET, "resnet18": TORCHVISION_RESNET,
+                "resnet50": TORCHVISION_RESNET}
 
 
 def rules_for(family: str) -> FamilyRules:

@@ -19,10 +19,10 @@ import numpy as np
 
 import jaxvos
 from data_pipelines.errors import DataError
-from jaxvos.convert import families, from_torch, rules
+from jaxvos.convert import families, from_torch, rules, swiftnet_torch, twin_families
 
 LAYOUTS = ("twin", "official")
-TWIN_FAMILIES = ("stcn", "stm")
+TWIN_FAMILIES = ("stcn", "stm", "swiftnet", "gam", "spvos")
 # seoungwugoh/STM's encoders normalise their input with these buffers ([1 3 1 1]).
 _STM_NORMALISATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
@@ -40,11 +40,18 @@ def state_dict(family: Any, variables: Any, layout: str, source: str = "checkpoi
   if layout == "twin" and not has_twin(family.name):
     raise DataError(source, f"{family.name} has no PyTorch twin (twins: {', '.join(TWIN_FAMILIES)}); "
                     "use --layout official")
+  converter = twin_families.TWIN_RULES.get(family.name.split("-")[0])
+  if converter is not None:  # no official code: the twin's keys are the only layout
+    if layout == "official":
+      raise DataError(source, f"{family.name} has no official PyTorch code to load a state dict; use --layout twin")
+    return converter.export_state_dict(variables)
   exported = from_torch.export_state_dict(family, variables, source)
   if layout == "official" and family.name.split("-")[0] == "stm":
     for encoder in ("Encoder_M", "Encoder_Q"):
       for name, values in _STM_NORMALISATION.items():
         exported[f"{encoder}.{name}"] = np.asarray(values, np.float32).reshape(1, 3, 1, 1)
+  if layout == "official" and family.name.split("-")[0] == "swiftnet":
+    exported = swiftnet_torch.official_state_dict(exported)
   return exported
 
 
@@ -102,8 +109,10 @@ def import_twin(payload: Mapping[str, Any], family_name: str | None = None, sour
     family = registry.from_config(name, dict(payload["config"]))
   except (TypeError, ValueError) as error:
     raise DataError(source, f"cannot build {name} from the file's config: {error}") from None
-  table = rules.rules_for(family.name)
-  flat, notes = rules.torch_to_flax(payload["state_dict"], table, source)
+  converter = twin_families.TWIN_RULES.get(family.name.split("-")[0])
+  table = converter.table if converter is not None else rules.rules_for(family.name)
+  flat, notes = (converter.import_state_dict(payload["state_dict"], source) if converter is not None
+                 else rules.torch_to_flax(payload["state_dict"], table, source))
   rules.check_variables({path: value.shape for path, value in flat.items()}, families.variable_shapes(family),
                         table, source, family.name)
   return family, rules.unflatten_variables(flat), notes
@@ -115,4 +124,5 @@ def variables_equal(a: Any, b: Any) -> bool:
   flat_b = {path: np.asarray(jax.device_get(value)) for path, value in rules.flatten_variables(b).items()}
   return flat_a.keys() == flat_b.keys() and all(
       flat_a[k].dtype == flat_b[k].dtype and flat_a[k].shape == flat_b[k].shape
-      and np.array_equal(flat_a[k].view(np.uint8), flat_b[k].view(np.uint8)) for k in flat_a)
+      and np.array_equal(np.atleast_1d(flat_a[k]).view(np.uint8), np.atleast_1d(flat_b[k]).view(np.uint8))
+      for k in flat_a)

@@ -32,7 +32,10 @@ NEXT = "next_"
 class OnnxModel:
   """The two sessions of an exported model and its description (onnx.json)."""
 
-  def __init__(self, model_dir: str | os.PathLike, providers: list[str] | None = None):
+  def __init__(self, model_dir: str | os.PathLike, providers: list[str] | None = None,
+               session_config: dict[str, str] | None = None):
+    """`session_config`: onnxruntime session config entries (e.g. {"session.intra_op.allow_spinning": "0"} where
+    other runtimes share the process, as in `jaxvos.bench.backends`)."""
     model_dir = os.fspath(model_dir)
     meta_path = os.path.join(model_dir, META_FILE)
     if not os.path.isfile(meta_path):
@@ -46,6 +49,8 @@ class OnnxModel:
       raise DataError(model_dir, f"running ONNX models needs onnxruntime: pip install {ONNXRUNTIME_PIN}") from None
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # the exporter leaves unused shape constants, which onnxruntime reports
+    for key, value in (session_config or {}).items():
+      options.add_session_config_entry(key, value)
     providers = providers or ["CPUExecutionProvider"]
     self.init = onnxruntime.InferenceSession(os.path.join(model_dir, INIT_FILE), options, providers=providers)
     self.step = onnxruntime.InferenceSession(os.path.join(model_dir, STEP_FILE), options, providers=providers)
@@ -76,8 +81,9 @@ class OnnxModel:
 class OnnxSegmenter:
   """`segment_video` / `stream` of `jaxvos.inference.engine.Segmenter`, on an exported model."""
 
-  def __init__(self, model: OnnxModel | str | os.PathLike, *, providers: list[str] | None = None):
-    self.model = model if isinstance(model, OnnxModel) else OnnxModel(model, providers)
+  def __init__(self, model: OnnxModel | str | os.PathLike, *, providers: list[str] | None = None,
+               session_config: dict[str, str] | None = None):
+    self.model = model if isinstance(model, OnnxModel) else OnnxModel(model, providers, session_config)
 
   def segment_video(self, frames: Iterable[np.ndarray], annotations: Mapping[int, np.ndarray],
                     stats: dict | None = None) -> Iterator[np.ndarray]:

@@ -19,7 +19,7 @@ runs the network in bfloat16 (variables cast once, frames as they come; attentio
 """
 
 import functools
-from typing import Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -81,7 +81,7 @@ class Stream:
     self.segmenter, self.slot_ids = segmenter, slot_ids
     self.known = np.zeros(len(slot_ids), bool)
     self.state, self.geometry = None, None
-    self._aux: dict[str, list[np.ndarray]] = {}
+    self._aux: dict[str, list[float]] = {}  # key -> [sum, count, min, max] of its per-frame means
 
   @property
   def started(self) -> bool:
@@ -89,11 +89,17 @@ class Stream:
 
   def aux_stats(self) -> dict[str, dict[str, float]]:
     """Per aux key of the family: mean, min and max over the frames segmented so far (and the batch axes)."""
-    stats = {}
-    for key, chunks in self._aux.items():
-      values = np.concatenate([chunk.reshape(chunk.shape[0], -1).mean(axis=1) for chunk in chunks])
-      stats[key] = {"mean": float(values.mean()), "min": float(values.min()), "max": float(values.max())}
-    return stats
+    return {key: {"mean": total / count, "min": low, "max": high}
+            for key, (total, count, low, high) in self._aux.items()}
+
+  def _add_aux(self, aux: dict[str, Any]) -> None:
+    """Folds a chunk's aux outputs ([T ...] per key) into running statistics: constant memory however long the
+    video (a stream of 10 000 frames keeps four numbers per key, not 10 000 arrays)."""
+    for key, value in aux.items():
+      means = np.asarray(value, np.float64).reshape(np.shape(value)[0], -1).mean(axis=1)
+      total, count, low, high = self._aux.get(key, (0.0, 0, np.inf, -np.inf))
+      self._aux[key] = [total + float(means.sum()), count + len(means), min(low, float(means.min())),
+                        max(high, float(means.max()))]
 
   def __call__(self, frame: np.ndarray, annotation: np.ndarray | None = None) -> np.ndarray:
     """uint8 [H W 3] (+ optional id map [H W]) -> uint8 [H W] id map."""
@@ -123,8 +129,7 @@ class Stream:
     x = seg._preprocess(jnp.asarray(np.stack([frame for frame, _ in items])), self.geometry)
     self.state, (logits, aux) = seg._scan(seg.variables, self.state, x, jnp.asarray(np.stack(slot_maps)),
                                           jnp.asarray(np.stack(valid)))
-    for key, value in aux.items():
-      self._aux.setdefault(key, []).append(np.asarray(value, np.float32))
+    self._add_aux(aux)
     labels = np.asarray(seg._postprocess(logits, self.geometry))
     return [self.slot_ids_of(label) for label in labels]
 

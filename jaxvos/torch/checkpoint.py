@@ -15,15 +15,22 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from jaxvos.torch import gam as gam_lib
 from jaxvos.torch import memory as memory_lib
+from jaxvos.torch import spvos as spvos_lib
 from jaxvos.torch import stcn as stcn_lib
 from jaxvos.torch import stm as stm_lib
+from jaxvos.torch import swiftnet as swiftnet_lib
 
 FORMAT = 1
-# family (the registry name's first part) -> (network class, config fields that are not network arguments)
+# family (the registry name's first part) -> (network class, config fields that are not network arguments); a
+# network class's `memory_config` attribute is its memory policy's config class (default `MemoryConfig`)
 TWINS: dict[str, tuple[type, tuple[str, ...]]] = {
     "stcn": (stcn_lib.STCN, ("memory",)),
     "stm": (stm_lib.STM, ("memory",)),
+    "gam": (gam_lib.GAM, ("memory",)),
+    "spvos": (spvos_lib.SpVOS, ("memory", *spvos_lib.TRAINING_FIELDS)),
+    "swiftnet": (swiftnet_lib.SwiftNet, ("memory",)),
 }
 
 
@@ -47,7 +54,8 @@ def build(family: str, config: Mapping[str, Any]) -> tuple[nn.Module, memory_lib
     network = network_class(**arguments)
   except TypeError as error:
     raise ValueError(f"config of {family!r} does not fit its twin: {error}") from None
-  return network, memory_lib.MemoryConfig(**dict(config.get("memory") or {}))
+  memory_config = getattr(network_class, "memory_config", memory_lib.MemoryConfig)
+  return network, memory_config(**dict(config.get("memory") or {}))
 
 
 def save(path: str | os.PathLike, family: str, config: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor],

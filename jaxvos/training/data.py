@@ -43,13 +43,14 @@ def davis_videos(root: str, resolution: str, imageset: str | None = None,
 
 
 def video_frames(videos: Sequence[Any], every: int = 1) -> list[VideoFrame]:
-  """Every `every`-th annotated frame of each video that holds an object, as static images."""
+  """Every `every`-th annotated frame of each video, as static images; frames whose mask holds no object (before
+  the first appearance, or while the object is out of view or occluded) are left out."""
   frames = []
   for video in videos:
-    first = min(video.first_appearance.values(), default=None)
-    if first is None:
-      continue
-    frames += [VideoFrame(video, i) for i in video.annotated_indices[::every] if i >= first]
+    for i in video.annotated_indices[::every]:
+      ids = video.mask(i)
+      if np.any((ids != 0) & (ids != sampling.VOID_ID)):
+        frames.append(VideoFrame(video, i))
   return frames
 
 
