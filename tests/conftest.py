@@ -18,3 +18,14 @@ def shared_data() -> pathlib.Path:
   """`../shared/data` beside the checkout; tests that need it fail loudly if it is missing."""
   assert SHARED_DATA.is_dir(), f"{SHARED_DATA} not found: the shared DAVIS data must sit beside the checkout"
   return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+  """PyTorch on one thread for a module's tests: its thread pool crawls when the test machine's 2 cores are shared
+  with JAX and other processes. Torch modules use it with `pytestmark = pytest.mark.usefixtures(...)`."""
+  import torch  # pylint: disable=g-import-not-at-top
+  threads = torch.get_num_threads()
+  torch.set_num_threads(1)
+  yield
+  torch.set_num_threads(threads)

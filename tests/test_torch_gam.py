@@ -8,9 +8,6 @@ file written by `jaxvos.convert.twin_families.write`; probabilities agree within
 alpha is set to 0.5: at its initial 0 the block is the identity and would be left untested.
 """
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -22,26 +19,10 @@ from jaxvos.models import registry  # noqa: E402
 from jaxvos.torch import gam as gam_lib  # noqa: E402
 from jaxvos.torch import gam_processor  # noqa: E402
 from tests import family_clip  # noqa: E402
-from tests.conftest import REPO  # noqa: E402
 
 TOLERANCE = 1e-4
 HW = (64, 96)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-  """PyTorch's thread pool crawls when the test machine's 2 cores are shared with JAX and other processes."""
-  threads = torch.get_num_threads()
-  torch.set_num_threads(1)
-  yield
-  torch.set_num_threads(threads)
-
-
-def test_importing_the_gam_twin_starts_no_jax():
-  code = ("import sys, jaxvos.torch.gam, jaxvos.torch.gam_processor; "
-          "assert 'jax' not in sys.modules, sorted(m for m in sys.modules if 'jax' in m)")
-  result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
-  assert result.returncode == 0, result.stderr
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def gam_variables(family, seed: int = 0) -> dict:

@@ -17,15 +17,7 @@ from tests.torch_reference import torchvision_standin  # noqa: E402
 
 TOLERANCE = 1e-4
 H, W, T, O = 64, 96, 5, 2
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-  """PyTorch's thread pool crawls when the test machine's 2 cores are shared with JAX and other processes."""
-  threads = torch.get_num_threads()
-  torch.set_num_threads(1)
-  yield
-  torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def assert_close(actual, expected, name: str, relative: bool = True) -> None:

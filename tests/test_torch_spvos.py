@@ -9,9 +9,6 @@ where the gates decide: the random gates pick all three actions there (asserted)
 are all compared.
 """
 
-import subprocess
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,26 +23,10 @@ from jaxvos.ops import attention  # noqa: E402
 from jaxvos.torch import spvos as spvos_lib  # noqa: E402
 from jaxvos.torch import spvos_processor  # noqa: E402
 from tests import family_clip  # noqa: E402
-from tests.conftest import REPO  # noqa: E402
 
 TOLERANCE = 1e-4
 HW = (64, 96)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-  """PyTorch's thread pool crawls when the test machine's 2 cores are shared with JAX and other processes."""
-  threads = torch.get_num_threads()
-  torch.set_num_threads(1)
-  yield
-  torch.set_num_threads(threads)
-
-
-def test_importing_the_spvos_twin_starts_no_jax():
-  code = ("import sys, jaxvos.torch.spvos, jaxvos.torch.spvos_processor; "
-          "assert 'jax' not in sys.modules, sorted(m for m in sys.modules if 'jax' in m)")
-  result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
-  assert result.returncode == 0, result.stderr
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("name", ["spvos-tiny", "spvos-r18", "spvos"])

@@ -23,19 +23,15 @@ from tests.conftest import REPO  # noqa: E402
 
 TOLERANCE = 1e-4
 HW = (64, 64)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-  """PyTorch's thread pool crawls when the test machine's 2 cores are shared with JAX and other processes."""
-  threads = torch.get_num_threads()
-  torch.set_num_threads(1)
-  yield
-  torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_importing_the_twins_starts_no_jax():
-  code = "import sys, jaxvos.torch; assert 'jax' not in sys.modules, sorted(m for m in sys.modules if 'jax' in m)"
+  """Every twin, its processor and `load` run with torch and NumPy alone."""
+  modules = ["jaxvos.torch", "jaxvos.torch.swiftnet", "jaxvos.torch.swiftnet_memory", "jaxvos.torch.gam",
+             "jaxvos.torch.gam_processor", "jaxvos.torch.spvos", "jaxvos.torch.spvos_processor"]
+  code = (f"import sys, {', '.join(modules)}; "
+          "assert 'jax' not in sys.modules, sorted(m for m in sys.modules if 'jax' in m)")
   result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
   assert result.returncode == 0, result.stderr
 

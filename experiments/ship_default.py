@@ -1,6 +1,6 @@
 """Copies a trained checkpoint into the package as the default model (`jaxvos/default/`).
 
-    python experiments/recipe/ship_default.py RUN/export/best --size 96 --trained "..." --scores "..."
+    python experiments/ship_default.py RUN/export/best --size 96 --trained "..." --scores "..."
 
 Writes `jaxvos/default/model.json` (the checkpoint's, plus `"inference": {"size": N}`, the shorter side the model
 was trained to see, and `"trained"` / `"scores"` lines saying how it was made and what it scores) and
@@ -14,7 +14,7 @@ import os
 import shutil
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from jaxvos.convert import io as convert_io  # noqa: E402  pylint: disable=wrong-import-position
