@@ -88,13 +88,21 @@ class Processor:
 
   def _next_frame(self, frame, new_masks, new_valid) -> torch.Tensor:
     query = self.network.encode_query(frame[None])
+    object_logits = self.network.decode(self._read(query)[None], query)[0]
+    return self._merge_and_write(frame, query, object_logits, new_masks, new_valid)
+
+  def _read(self, query) -> torch.Tensor:
+    """The memory's read-out [o cv h w] for the query frame's keys."""
     key16 = query["key16"][0]  # [ck h w]
     h, w = key16.shape[1:]
     memory = self.memory
     affinity = self.affinity(memory.keys.flatten(1, 2), key16.flatten(1).T)
     readout = memory_lib.read(affinity, memory.values.flatten(1, 2), memory.valid_positions(), self.top_k)
-    readout = readout.transpose(1, 2).reshape(readout.shape[0], -1, h, w)  # [o cv h w]
-    object_logits = self.network.decode(readout[None], query)[0]
+    return readout.transpose(1, 2).reshape(readout.shape[0], -1, h, w)
+
+  def _merge_and_write(self, frame, query, object_logits, new_masks, new_valid) -> torch.Tensor:
+    """Objects new at this frame take their masks, soft aggregation, the memory write by the policy; -> logits."""
+    memory = self.memory
     probs = memory_lib.merge_new_objects(torch.sigmoid(object_logits.float()), new_masks, new_valid)
     self.object_valid = self.object_valid | new_valid
     logits = memory_lib.aggregate(probs, self.object_valid)

@@ -63,21 +63,8 @@ class SpVOSProcessor(processor_lib.Processor):
     gates = {"encoder": self._frame_gates("encoder", frame.shape[1:], dense=refresh),
              "decoder": self._frame_gates("decoder", frame.shape[1:], dense=refresh or t <= 1 or self.refresh)}
     query = self.network.encode_query(frame[None], gates["encoder"])
-    key16 = query["key16"][0]
-    h, w = key16.shape[1:]
-    memory = self.memory
-    affinity = self.affinity(memory.keys.flatten(1, 2), key16.flatten(1).T)
-    readout = memory_lib.read(affinity, memory.values.flatten(1, 2), memory.valid_positions(), self.top_k)
-    readout = readout.transpose(1, 2).reshape(readout.shape[0], -1, h, w)
-    object_logits = self.network.decode(readout[None], query, gates["decoder"])[0]
-    probs = memory_lib.merge_new_objects(torch.sigmoid(object_logits.float()), new_masks, new_valid)
-    self.object_valid = self.object_valid | new_valid
-    logits = memory_lib.aggregate(probs, self.object_valid)
-    slot, pin, write = memory.plan_write(bool(new_valid.any()))
-    if write:
-      keys, values = self._encode(frame, query, logits)
-      memory.write(keys, values, slot, pin)
-    memory.num_frames += 1
+    object_logits = self.network.decode(self._read(query)[None], query, gates["decoder"])[0]
+    logits = self._merge_and_write(frame, query, object_logits, new_masks, new_valid)
     self._end_frame(gates, logits, annotated=bool(new_valid.any()))
     return logits
 
