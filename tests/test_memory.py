@@ -57,3 +57,51 @@ def test_valid_positions_cover_written_slots_only():
 def test_config_rejects_a_policy_without_a_ring_slot():
   with pytest.raises(ValueError, match="max_pinned"):
     MemoryConfig(slots=2, max_pinned=2)
+
+
+def _late_object_memory(perturb_before: int | None = None):
+  """Object 0 from frame 0, object 1 annotated at frame 3, every frame written; frames before `perturb_before`
+  get other random keys and values. Returns the memory after frame 4 and its read-out of a random query."""
+  from jaxvos.models.family import FrameInfo  # pylint: disable=g-import-not-at-top
+  from jaxvos.ops import attention  # pylint: disable=g-import-not-at-top
+  memory_type = key_value.KeyValueMemoryType(MemoryConfig(slots=6, every=1, max_pinned=2, temporary=False),
+                                             attention.l2_affinity, top_k=None)
+  r = np.random.RandomState(0)
+  frames = [{"keys": r.randn(1, 1, 2, 3, 4), "values": r.randn(1, 2, 2, 3, 5)} for _ in range(5)]
+  other = np.random.RandomState(1)
+  for t in range(perturb_before or 0):
+    frames[t] = {"keys": other.randn(1, 1, 2, 3, 4), "values": other.randn(1, 2, 2, 3, 5)}
+  frames = [jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), f) for f in frames]
+  query = {"key16": jnp.asarray(r.randn(1, 2, 3, 4), jnp.float32)}
+
+  def info(t, valid, new):
+    return FrameInfo(t=jnp.int32(t), object_valid=jnp.asarray([valid]), new_object_valid=jnp.asarray([new]))
+
+  memory = memory_type.init(frames[0], query, info(0, [True, False], [True, False]))
+  for t in range(1, 5):
+    new = [False, t == 3]
+    memory, _ = memory_type.update(memory, lambda t=t: frames[t], query, None, info(t, [True, t >= 3], new))
+  readout, _, _ = memory_type.read(memory, query, info(5, [True, True], [False, False]))
+  return memory, np.asarray(readout["readout"])
+
+
+def test_a_late_object_reads_only_memory_written_since_it_appeared():
+  memory, readout = _late_object_memory()
+  np.testing.assert_array_equal(memory.object_since[0], [0, 3])
+  assert not memory.objects_share_memory()
+  _, changed_before = _late_object_memory(perturb_before=3)
+  np.testing.assert_allclose(changed_before[:, 1], readout[:, 1], atol=1e-6)  # frames 0-2: not object 1's
+  assert np.abs(changed_before[:, 0] - readout[:, 0]).max() > 1e-2  # but object 0 reads them
+  _, changed_after = _late_object_memory(perturb_before=4)
+  assert np.abs(changed_after[:, 1] - readout[:, 1]).max() > 1e-2  # frame 3 is object 1's
+
+
+def test_objects_share_one_read_once_the_memory_is_younger_than_all_of_them():
+  memory = _run(MemoryConfig(slots=3, every=1, max_pinned=1, temporary=False), 6)
+  assert bool(memory.objects_share_memory())  # no object noted: all read everything
+  late = memory.replace(object_since=jnp.asarray([[0, 4]]))  # written: frames 0 (pinned), 4 and 5
+  assert not late.objects_share_memory()
+  written = np.asarray(late.written_at[0])
+  assert sorted(written) == [0, 4, 5]
+  np.testing.assert_array_equal(late.object_positions()[0, 0], np.repeat(written >= 0, 3))
+  np.testing.assert_array_equal(late.object_positions()[0, 1], np.repeat(written >= 4, 3))

@@ -49,7 +49,8 @@ def _reference_read(affinity, values, valid, top_k):
   for bi in range(b):
     for oi in range(values.shape[1]):
       for ni in range(n):
-        logits = np.where(valid[bi], affinity[bi, oi if g > 1 else 0, ni], -np.inf).astype(np.float64)
+        allowed = valid[bi] if valid.ndim == 2 else valid[bi, oi]
+        logits = np.where(allowed, affinity[bi, oi if g > 1 else 0, ni], -np.inf).astype(np.float64)
         keep = np.argsort(-logits)[:top_k or m]
         keep = keep[np.isfinite(logits[keep])]
         weights = np.exp(logits[keep] - logits[keep].max())
@@ -57,14 +58,18 @@ def _reference_read(affinity, values, valid, top_k):
   return out
 
 
+@pytest.mark.parametrize("per_object", [False, True])
 @pytest.mark.parametrize("groups,top_k", [(1, None), (1, 5), (3, None), (3, 4), (1, 50)])
-def test_read_matches_reference(groups, top_k):
+def test_read_matches_reference(groups, top_k, per_object):
   r = np.random.RandomState(2)
   memory_keys = r.randn(2, groups, 30, 8).astype(np.float32)
   query_keys = r.randn(2, 6, 8).astype(np.float32)
   values = r.randn(2, 3, 30, 4).astype(np.float32)
   valid = np.ones((2, 30), bool)
   valid[0, 20:], valid[1, 7:] = False, False  # fewer valid positions than top_k in video 1
+  if per_object:  # objects 1 and 2 of video 0 may read fewer positions than object 0
+    valid = np.repeat(valid[:, None], 3, axis=1)
+    valid[0, 1, :12], valid[0, 2, :3] = False, False
   for affinity_fn in (attention.l2_affinity, attention.dot_affinity):
     affinity = affinity_fn(jnp.asarray(memory_keys), jnp.asarray(query_keys))
     got = attention.read(affinity, jnp.asarray(values), jnp.asarray(valid), top_k)

@@ -270,3 +270,22 @@ def test_dropout_only_in_training():
   a, b = step(jax.random.key(1)), step(jax.random.key(2))
   assert float(jnp.max(jnp.abs(a - b))) > 1e-3 and float(jnp.max(jnp.abs(a - inference()))) > 1e-3
   np.testing.assert_array_equal(inference(), inference())
+
+
+def test_a_late_object_reads_only_memory_written_since_it_appeared():
+  config = PixelMemoryConfig(pinned=2, beta=0.25, pool_updates=4, max_interval=2)
+  _, memories = _run_trigger(config, np.where(np.arange(12) % 2, 0.9, 0.1))
+  memory = memories[-1]
+  written = np.asarray(memory.written_at[0])
+  since = int(np.median(written[written >= 0]))  # entries both before and since
+  assert (written[written >= 0] < since).any() and (written >= since).any()
+  memory = memory.replace(object_since=jnp.asarray([[0, since]], jnp.int32))
+  query = jnp.asarray(np.random.RandomState(5).randn(1, 8, 4), jnp.float32)
+  readout = np.asarray(pam.full_read(memory, query))
+  r = np.random.RandomState(6)
+  before = jnp.asarray((written >= 0) & (written < since))[None, None, :, None]
+  noise = lambda x: jnp.where(before, jnp.asarray(r.randn(*x.shape), jnp.float32), x)  # noqa: E731
+  changed = memory.replace(keys=noise(memory.keys), values=noise(memory.values))
+  changed_readout = np.asarray(pam.full_read(changed, query))
+  np.testing.assert_allclose(changed_readout[:, 1], readout[:, 1], atol=1e-6)  # not object 1's memory
+  assert np.abs(changed_readout[:, 0] - readout[:, 0]).max() > 1e-2  # but object 0's

@@ -3,10 +3,11 @@
 Two variants (`--config experiments/spvos/video.py[:VARIANT]`; the recipe is `experiments/common.py`'s `video`,
 this file sets SpVOS's stage on top of it):
 
-- `cpu` (default): `spvos-tiny` from the trained `stcn-tiny` of `experiments/stcn/video.py` (its `export/best`,
-  grafted 1:1, the gates at their initialisation), 3-frame 128x128 clips of the 27 DAVIS 2016 training sequences
-  with frame gaps 1-3, batch 4, 2000 steps of AdamW at 1e-4; validated on the held-out dog-agility, motorbike and
-  soccerball at a shorter side of 96 (argmax gates through the sparse executor).
+- `cpu` (default): `spvos-tiny` from the default model (`jaxvos/default/`: the trained `stcn-tiny` of
+  `experiments/recipe/static_video.sh`, grafted 1:1, the gates at their initialisation), 3-frame 128x128 clips of
+  the 27 DAVIS 2016 training sequences with frame gaps 1-3, batch 4, 2000 steps of AdamW at 1e-4; validated on
+  the held-out dog-agility, motorbike and soccerball at the default model's working size, a shorter side of 160
+  (argmax gates through the sparse executor).
 
     python -m jaxvos train --config experiments/spvos/video.py --workdir /tmp/jaxvos-runs/spvos-davis-cpu
 
@@ -29,10 +30,11 @@ import ml_collections
 from ml_collections import config_dict
 
 from jaxvos.cli.train import config_module
+from jaxvos.convert import io
 
 common = config_module(__file__, "../common.py")
 
-DENSE_RUN = "/tmp/jaxvos-runs/stcn-davis-cpu/export/best"  # experiments/stcn/video.py's cpu run
+DENSE_MODEL = io.DEFAULT_MODEL  # the packaged stcn-tiny
 
 
 def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
@@ -46,8 +48,9 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   steps = 2000 if cpu else 50_000
   c.data.gaps = (1, 2, 3) if cpu else (1, 2, 3, 5)
   c.data.gap_boundaries = tuple(int(f * steps) for f in ((0.3, 0.6) if cpu else (0.2, 0.4, 0.6)))
-  c.train.update(steps=steps, init_from=DENSE_RUN if cpu else "")
+  c.train.update(steps=steps, init_from=DENSE_MODEL if cpu else "")
   if cpu:
+    c.val.size = io.working_size(DENSE_MODEL)
     c.optimizer.update(learning_rate=1e-4, warmup_steps=50)
     c.loss = common.bootstrapped_loss(0, int(0.5 * steps))
   else:

@@ -5,6 +5,9 @@
                             with --backends jax,onnx,torch: one model run by each backend of `segment`, side by side
     jaxvos bench train      training clips per second for a config and a device count
     jaxvos bench sparse     time saved by sparse convolution (see its --help)
+    jaxvos bench flops      MACs per layer, dense and as executed by SpVOS's gates
+    jaxvos bench memory     peak memory and latency against resolution and video length
+    jaxvos bench davis      trained models side by side on DAVIS sequences: J&F, MACs, ms per frame
 
 A benchmark module that sets `ACCEPTS_EXTRA = True` receives unparsed arguments in `args.extra` (the
 `--config.KEY=VALUE` overrides of `bench train`, as for `jaxvos train`).
@@ -24,6 +27,7 @@ BENCHMARKS = {
     "sparse": ("jaxvos.bench.sparse", "sparse convolution: time saved against the dense layer"),
     "flops": ("jaxvos.bench.flops", "MACs per layer of a model, dense and as executed by its gates"),
     "memory": ("jaxvos.bench.memory", "peak memory and latency against resolution and video length (GAM Fig. 1)"),
+    "davis": ("jaxvos.bench.davis", "trained models side by side on DAVIS sequences: J&F, MACs, ms per frame"),
 }
 
 

@@ -8,6 +8,13 @@ object and position. The policy, after STM/STCN, with a capacity fixed once and 
 - every `every`-th frame is written over the oldest unpinned slot: the unpinned slots form a ring;
 - with `temporary`, one extra slot holds the previous frame (left empty when that frame went to the ring).
 
+An object reads only the memory written since it first appeared (`object_since`). Frames written before it was
+annotated were encoded while it counted as background, often at the very pixels where it stands (a seated
+onlooker who joins at frame 8 barely moves): read together with its own annotated frame, they would say "not
+this object" as loudly as that frame says "this object". When every object has been there since the oldest
+frame in memory (always in training clips, and in most videos once the ring has turned over), all objects share
+one read, as before; otherwise the read runs per object (`lax.cond`, so the common case pays nothing).
+
 Nothing here grows with the video: writes are `dynamic_update_slice` into preallocated slots, so the memory is a
 valid `lax.scan` carry and a 10 000-frame video compiles and runs like a 10-frame one.
 """
@@ -50,6 +57,7 @@ class KeyValueMemory:
   written_at: jax.Array    # int32 [b s] frame index of each slot's content, -1 while empty
   pinned: jax.Array        # bool [b s]
   object_valid: jax.Array  # bool [b o] objects that have appeared so far
+  object_since: jax.Array  # int32 [b o] the frame where each object was annotated, -1 before it appears
   num_frames: jax.Array    # int32 [] frames seen; the index of the next frame
 
   @classmethod
@@ -59,12 +67,30 @@ class KeyValueMemory:
     return cls(keys=jnp.zeros((batch, key_groups, s, positions, key_dim), dtype),
                values=jnp.zeros((batch, objects, s, positions, value_dim), dtype),
                written_at=jnp.full((batch, s), -1, jnp.int32), pinned=jnp.zeros((batch, s), bool),
-               object_valid=jnp.zeros((batch, objects), bool), num_frames=jnp.zeros((), jnp.int32))
+               object_valid=jnp.zeros((batch, objects), bool),
+               object_since=jnp.full((batch, objects), -1, jnp.int32), num_frames=jnp.zeros((), jnp.int32))
 
   def valid_positions(self) -> jax.Array:
     """bool [b (s m)]: the memory positions a read may attend to."""
-    b, _, s, m, _ = self.keys.shape
-    return jnp.broadcast_to((self.written_at >= 0)[:, :, None], (b, s, m)).reshape(b, s * m)
+    return self._spread(self.written_at >= 0)
+
+  def object_positions(self) -> jax.Array:
+    """bool [b o (s m)]: the positions each object may attend to, those written since it appeared."""
+    written = self.written_at[:, None, :]
+    valid = (written >= 0) & (written >= self.object_since[:, :, None])  # [b o s]
+    b, o, s = valid.shape
+    return self._spread(valid.reshape(b * o, s)).reshape(b, o, -1)
+
+  def objects_share_memory(self) -> jax.Array:
+    """bool []: every object may attend to every written position (no object is younger than the memory)."""
+    oldest = jnp.min(jnp.where(self.written_at >= 0, self.written_at, jnp.iinfo(jnp.int32).max), axis=1)
+    return ~jnp.any(self.object_since > oldest[:, None])
+
+  def _spread(self, slot_valid: jax.Array) -> jax.Array:
+    """bool [x s] per slot -> [x (s m)] per position."""
+    x, s = slot_valid.shape
+    m = self.keys.shape[3]
+    return jnp.broadcast_to(slot_valid[:, :, None], (x, s, m)).reshape(x, s * m)
 
   def flat_keys(self) -> jax.Array:
     """[b g (s m) ck]."""
@@ -122,7 +148,8 @@ class KeyValueMemoryType:
   `encode()` returns `{"keys": [b g h w ck], "values": [b o h w cv]}`; the query holds `key16` [b h w ck]. The
   read-out is `{"readout": [b o h w cv]}`: a softmax over the valid memory positions of `affinity`, restricted
   to the `top_k` best where set, computed a chunk of query positions at a time when the whole affinity would
-  be large (`attention.read_memory`: high resolutions fit wherever the memory itself fits). Aux: `memory_fill`, the fraction of slots in use [b].
+  be large (`attention.read_memory`: high resolutions fit wherever the memory itself fits). Aux: `memory_fill`,
+  the fraction of slots in use [b].
   """
   config: MemoryConfig
   affinity: Callable[[jax.Array, jax.Array], jax.Array]  # (memory keys [b g m ck], query keys [b n ck])
@@ -134,7 +161,7 @@ class KeyValueMemoryType:
     memory = KeyValueMemory.empty(
         self.config, batch=keys.shape[0], key_groups=keys.shape[1], objects=values.shape[1],
         positions=keys.shape[2], key_dim=keys.shape[-1], value_dim=values.shape[-1], dtype=keys.dtype)
-    memory = memory.replace(object_valid=info.object_valid)
+    memory = _note_objects(memory, info)
     slot, pin, do = plan_write(memory, self.config, jnp.ones(keys.shape[0], bool))
     memory = write(memory, self.config, keys, values, slot, pin, do)
     return memory.replace(num_frames=memory.num_frames + 1)
@@ -142,13 +169,19 @@ class KeyValueMemoryType:
   def read(self, memory: KeyValueMemory, query, info):
     del info
     b, h, w, _ = query["key16"].shape
-    readout = attention.read_memory(self.affinity, memory.flat_keys(), query["key16"].reshape(b, h * w, -1),
-                                    memory.flat_values(), memory.valid_positions(), self.top_k)
+    query_keys = query["key16"].reshape(b, h * w, -1)
+
+    def read(valid):
+      return attention.read_memory(self.affinity, memory.flat_keys(), query_keys, memory.flat_values(), valid,
+                                   self.top_k)
+
+    readout = jax.lax.cond(memory.objects_share_memory(), lambda: read(memory.valid_positions()),
+                           lambda: read(memory.object_positions()))
     return {"readout": readout.reshape(b, readout.shape[1], h, w, readout.shape[-1])}, memory, {}
 
   def update(self, memory: KeyValueMemory, encode, query, probs, info):
     del query, probs
-    memory = memory.replace(object_valid=info.object_valid)
+    memory = _note_objects(memory, info)
     slot, pin, do = plan_write(memory, self.config, info.annotated)
 
     def encode_and_write(memory):
@@ -158,6 +191,12 @@ class KeyValueMemoryType:
     memory = jax.lax.cond(jnp.any(do), encode_and_write, lambda memory: memory, memory)
     fill = jnp.mean((memory.written_at >= 0).astype(jnp.float32), axis=1)
     return memory.replace(num_frames=memory.num_frames + 1), {"memory_fill": fill}
+
+
+def _note_objects(memory: KeyValueMemory, info) -> KeyValueMemory:
+  """Takes in the objects known at this frame; those annotated here read memory from this frame on."""
+  since = jnp.where(info.new_object_valid, memory.num_frames, memory.object_since)
+  return memory.replace(object_valid=info.object_valid, object_since=since)
 
 
 def _flat(x: jax.Array) -> jax.Array:

@@ -135,6 +135,13 @@ class PixelMemory:
   readout: jax.Array       # [b o n cv] the previous read-out (pixel-wise match; n = 0 when off)
   stale: jax.Array         # bool [b] the next read must match every position
   object_valid: jax.Array  # bool [b o]
+  object_since: jax.Array  # int32 [b o] the frame where each object was annotated (-1 before): its reads
+                           # attend to positions written since (`jaxvos.memory.key_value` says why)
+
+  def object_positions(self) -> jax.Array:
+    """bool [b o m]: the positions each object may attend to, those written since it appeared."""
+    written = self.written_at[:, None, :]
+    return (written >= 0) & (written >= self.object_since[:, :, None])
 
 
 def average_pool(x: jax.Array, stride: int) -> jax.Array:
@@ -242,12 +249,14 @@ def write(memory: PixelMemory, keys: jax.Array, values: jax.Array, offset: jax.A
   return memory.replace(keys=new_keys, values=new_values, written_at=jnp.where(hit, t, memory.written_at))
 
 
-def over_filled_prefix(memory: PixelMemory, valid: jax.Array, ends: tuple[int, ...], fn):
+def over_filled_prefix(memory: PixelMemory, valid: jax.Array, ends: tuple[int, ...], fn, fn_valid=None):
   """`fn(keys, values, valid)` over the shortest static prefix `ends[i]` of the memory axis that holds every
-  position where `valid` [b m] (of every video of the batch): the work follows the fill (`lax.switch`)."""
+  position where `valid` [b m] (of every video of the batch): the work follows the fill (`lax.switch`).
+  `fn_valid` ([b ... m], default `valid`, within it) is what `fn` receives, cut to the prefix."""
   last = jnp.max(jnp.where(valid, jnp.arange(valid.shape[1]) + 1, 0))
   index = jnp.minimum(jnp.searchsorted(jnp.asarray(ends), last), len(ends) - 1)
-  branches = [lambda end=end: fn(memory.keys[:, :, :end], memory.values[:, :, :end], valid[:, :end])
+  fn_valid = valid if fn_valid is None else fn_valid
+  branches = [lambda end=end: fn(memory.keys[:, :, :end], memory.values[:, :, :end], fn_valid[..., :end])
               for end in ends]
   return jax.lax.switch(index, branches)
 
@@ -268,11 +277,12 @@ def pixel_update(memory: PixelMemory, config: PixelMemoryConfig, keys: jax.Array
 
 
 def full_read(memory: PixelMemory, query_keys: jax.Array, ends: tuple[int, ...] | None = None) -> jax.Array:
-  """Read-out [b o n cv] of every query position (query_keys [b n ck]) over the valid memory, computed over
-  the shortest of the prefixes `ends` (default: all of memory) holding it."""
+  """Read-out [b o n cv] of every query position (query_keys [b n ck]) over the valid memory (each object over
+  what was written since it appeared; keys are per object, so this costs nothing), computed over the shortest
+  of the prefixes `ends` (default: all of memory) holding it."""
   ends = ends or (memory.written_at.shape[1],)
   read = lambda mk, mv, valid: attention.read_memory(attention.dot_affinity, mk, query_keys, mv, valid)  # noqa: E731
-  return over_filled_prefix(memory, memory.written_at >= 0, ends, read)
+  return over_filled_prefix(memory, memory.written_at >= 0, ends, read, memory.object_positions())
 
 
 def patch_change(frame: jax.Array, prev_frame: jax.Array, grid_hw: tuple[int, int]) -> jax.Array:
@@ -309,7 +319,8 @@ class PixelAdaptiveMemoryType:
         written_at=jnp.full((b, m), -1, jnp.int32), num_pinned=zeros_b + 1, pool_writes=zeros_b,
         variation=jnp.zeros((b,), jnp.float32), last_update=zeros_b, prev_frame=query["frame_small"],
         prev_masks=encoded["masks_small"], readout=jnp.zeros((b, o, readout_n, cv), values.dtype),
-        stale=jnp.zeros((b,), bool), object_valid=info.object_valid)
+        stale=jnp.zeros((b,), bool), object_valid=info.object_valid,
+        object_since=jnp.where(info.new_object_valid, info.t, -1).astype(jnp.int32))
     memory = write(memory, keys, values, zeros_b, jnp.ones((b,), bool), info.t)
     if readout_n:
       memory = memory.replace(readout=full_read(memory, _flat_query(query["key16"]), layout.read_ends))
@@ -345,7 +356,7 @@ class PixelAdaptiveMemoryType:
     memory = written.replace(
         variation=jnp.where(updated, 0.0, variation), last_update=jnp.where(updated, t, memory.last_update),
         prev_frame=query["frame_small"], prev_masks=masks, stale=memory.stale | info.annotated,
-        object_valid=info.object_valid)
+        object_valid=info.object_valid, object_since=jnp.where(info.new_object_valid, t, memory.object_since))
     valid = (memory.written_at >= 0).astype(jnp.float32)
     aux = {"memory_fill": jnp.mean(valid, axis=1), "memory_entries": jnp.sum(valid, axis=1),
            "trigger": updated.astype(jnp.float32), "variation": fraction}

@@ -2,7 +2,8 @@
 
 Shapes follow the axis alphabet of `jaxvos.types`: queries [b n ck], memory keys [b g m ck] where `g` is 1 when
 every object shares the memory keys (STCN) or `o` when keys are per object (STM), memory values [b o m cv],
-affinities [b g n m]. Invalid memory positions (empty slots) are excluded with a validity mask [b m].
+affinities [b g n m]. Invalid memory positions (empty slots) are excluded with a validity mask [b m], or [b o m]
+when objects may attend to different positions (an object reads only memory written since it appeared).
 
 Mixed precision: keys and values may be bfloat16 (the network's compute dtype). Affinities are accumulated and
 returned in float32 and the softmax runs in float32 (bfloat16 keeps 8 bits of mantissa: an affinity of ~100 would
@@ -61,9 +62,10 @@ def read(affinity: jax.Array, memory_values: jax.Array, valid: jax.Array, top_k:
   """Read-out of memory values for every query position: [b g n m], [b o m cv], [b m] -> [b o n cv].
 
   With `top_k`, only the k highest affinities of each query position take part (STCN at test time), and the
-  values are gathered rather than multiplied by a mostly-zero matrix.
+  values are gathered rather than multiplied by a mostly-zero matrix. A per-object `valid` [b o m] gives each
+  object its own softmax (and top-k) over a shared affinity.
   """
-  valid = valid[:, None, None, :]
+  valid = valid[:, None, None, :] if valid.ndim == 2 else valid[:, :, None, :]
   if top_k is None or top_k >= affinity.shape[-1]:
     return _weighted_sum(masked_softmax(affinity, valid), memory_values, "bomc")
   masked = jnp.where(valid, affinity, EXCLUDED)
@@ -80,13 +82,15 @@ def read_memory(affinity_fn: Callable[[jax.Array, jax.Array], jax.Array], memory
                 *, chunk_bytes: int = QUERY_CHUNK_BYTES) -> jax.Array:
   """`read(affinity_fn(memory_keys, query_keys), memory_values, valid, top_k)`, a chunk of queries at a time.
 
-  memory_keys [b g m ck], query_keys [b n ck], memory_values [b o m cv], valid [b m] -> [b o n cv]. When the
-  whole affinity [b g n m] (float32) fits in `chunk_bytes` it is computed at once, as `read` does; otherwise the
-  query positions are split into equal chunks (the last padded) that `lax.map` reads one after the other.
+  memory_keys [b g m ck], query_keys [b n ck], memory_values [b o m cv], valid [b m] or [b o m] -> [b o n cv].
+  When the whole affinity [b g n m] (float32; [b o n m] with per-object validity) fits in `chunk_bytes` it is
+  computed at once, as `read` does; otherwise the query positions are split into equal chunks (the last padded)
+  that `lax.map` reads one after the other.
   """
   b, g, m, _ = memory_keys.shape
   n = query_keys.shape[1]
-  rows = max(1, chunk_bytes // (4 * b * g * m))  # query positions per chunk
+  groups = g if valid.ndim == 2 else max(g, valid.shape[1])
+  rows = max(1, chunk_bytes // (4 * b * groups * m))  # query positions per chunk
   if rows >= n:
     return read(affinity_fn(memory_keys, query_keys), memory_values, valid, top_k)
   num_chunks = -(-n // rows)

@@ -4,9 +4,9 @@
 Policy (the same fixed capacity as jaxvos): annotated frames (the first, and a frame where a new object first
 appears) are pinned while fewer than `max_pinned` slots are; every `every`-th frame is written over the oldest
 unpinned slot (a ring); with `temporary`, one extra slot holds the previous frame and is emptied when that frame
-went to the ring. Reads attend to the positions of written slots: a softmax over memory of the affinity,
-restricted to the `top_k` best per query position where set. Soft aggregation turns per-object probabilities
-into logits over {background, objects} (METHODS.md).
+went to the ring. Reads attend to the positions of written slots (an object only to those written since it
+appeared): a softmax over memory of the affinity, restricted to the `top_k` best per query position where set.
+Soft aggregation turns per-object probabilities into logits over {background, objects} (METHODS.md).
 """
 
 import dataclasses
@@ -47,12 +47,20 @@ class KeyValueMemory:
     self.values = torch.zeros(objects, s, positions, value_dim, device=device)
     self.written_at = torch.full((s,), -1, dtype=torch.int64)  # frame index of each slot's content, -1 empty
     self.pinned = torch.zeros(s, dtype=torch.bool)
+    self.object_since = torch.full((objects,), -1, dtype=torch.int64)  # frame each object appeared, -1 before
     self.num_frames = 0  # frames seen: the index of the next frame
 
+  def note_objects(self, new_valid: torch.Tensor) -> None:
+    """Objects annotated at the current frame [o] read memory from this frame on."""
+    self.object_since = torch.where(new_valid.cpu(), self.num_frames, self.object_since)
+
   def valid_positions(self) -> torch.Tensor:
-    """bool [(s m)] on the memory's device."""
-    s, m = self.keys.shape[1:3]
-    return (self.written_at >= 0)[:, None].expand(s, m).reshape(-1).to(self.keys.device)
+    """bool [(s m)], or [o (s m)] when some object appeared after the oldest frame in memory, on its device."""
+    written = self.written_at >= 0
+    valid = written & (self.written_at[None] >= self.object_since[:, None])  # [o s]
+    if int(self.object_since.max()) > int(self.written_at[written].min()):
+      return valid.repeat_interleave(self.keys.shape[2], dim=1).to(self.keys.device)
+    return written.repeat_interleave(self.keys.shape[2]).to(self.keys.device)
 
   def plan_write(self, annotated: bool) -> tuple[int, bool, bool]:
     """(slot, pin, write) for the current frame, as `jaxvos.memory.key_value.plan_write`."""
@@ -96,7 +104,10 @@ def masked_softmax(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 
 def read(affinity: torch.Tensor, values: torch.Tensor, valid: torch.Tensor, top_k: int | None) -> torch.Tensor:
-  """Read-out [o n cv] of values [o m cv] with affinity [g n m] (g = 1 shared, or o) over valid [m]."""
+  """Read-out [o n cv] of values [o m cv] with affinity [g n m] (g = 1 shared, or o) over valid [m] (or [o m]:
+  each object its own softmax and top-k)."""
+  if valid.dim() == 2:
+    valid = valid[:, None, :]
   if top_k is None or top_k >= affinity.shape[-1]:
     weights = masked_softmax(affinity, valid)
     return torch.einsum("gnm,omc->onc" if weights.shape[0] == 1 else "onm,omc->onc", weights, values)

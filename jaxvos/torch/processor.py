@@ -83,6 +83,7 @@ class Processor:
         self.memory_config, key_groups=keys.shape[0], objects=values.shape[0], positions=keys.shape[1],
         key_dim=keys.shape[2], value_dim=values.shape[2], device=self.device)
     self.object_valid = valid
+    self.memory.note_objects(valid)
     self._write(keys, values, annotated=True)
     return logits
 
@@ -105,6 +106,7 @@ class Processor:
     memory = self.memory
     probs = memory_lib.merge_new_objects(torch.sigmoid(object_logits.float()), new_masks, new_valid)
     self.object_valid = self.object_valid | new_valid
+    memory.note_objects(new_valid)
     logits = memory_lib.aggregate(probs, self.object_valid)
     slot, pin, write = memory.plan_write(bool(new_valid.any()))
     if write:

@@ -53,6 +53,7 @@ class SpVOSProcessor(processor_lib.Processor):
         self.memory_config, key_groups=keys.shape[0], objects=values.shape[0], positions=keys.shape[1],
         key_dim=keys.shape[2], value_dim=values.shape[2], device=self.device)
     self.object_valid = valid
+    self.memory.note_objects(valid)
     self._write(keys, values, annotated=True)
     self._end_frame({"encoder": gates}, logits, annotated=True)
     return logits

@@ -172,7 +172,7 @@ class SwiftNetProcessor(processor_lib.Processor):
     logits = memory_lib.aggregate(masks, valid)
     encoded = self.network.encode_memory(query, torch.softmax(logits, dim=0)[1:])
     key16 = query["key16"][0].flatten(1).T
-    self.memory = pam.PixelMemory(self.memory_config, encoded, key16, query["frame_small"])
+    self.memory = pam.PixelMemory(self.memory_config, encoded, key16, query["frame_small"], valid)
     self.object_valid = valid
     self.triggers = [0]
     return logits
@@ -186,6 +186,7 @@ class SwiftNetProcessor(processor_lib.Processor):
     object_logits = self.network.decode(readout, query)
     probs = memory_lib.merge_new_objects(torch.sigmoid(object_logits.float()), new_masks, new_valid)
     self.object_valid = self.object_valid | new_valid
+    self.memory.note_objects(new_valid)
     logits = memory_lib.aggregate(probs, self.object_valid)
     soft = torch.softmax(logits, dim=0)[1:]
     t = self.memory.num_frames

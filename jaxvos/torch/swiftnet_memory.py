@@ -123,9 +123,10 @@ class PixelMemory:
   """One video's pixel-adaptive memory: keys [o m ck], values [o m cv], and the trigger's running state."""
 
   def __init__(self, config: PixelMemoryConfig, encoded: dict[str, torch.Tensor], query_keys: torch.Tensor,
-               frame_small: torch.Tensor):
+               frame_small: torch.Tensor, object_valid: torch.Tensor):
     """The annotated first frame, pinned whole (`encoded`: keys [o n ck], values [o n cv], masks_small
-    [o h' w']); its read-out of its own query keys [n ck] seeds the pixel-wise match."""
+    [o h' w']) with its objects `object_valid` [o]; its read-out of its own query keys [n ck] seeds the
+    pixel-wise match."""
     keys, values = encoded["keys"], encoded["values"]
     (o, n, ck), cv = keys.shape, values.shape[-1]
     self.config, self.layout = config, config.layout(n)
@@ -137,12 +138,22 @@ class PixelMemory:
     self.variation = torch.zeros((), dtype=torch.float32, device=keys.device)  # P, in float32 as in jaxvos
     self.prev_frame, self.prev_masks = frame_small, encoded["masks_small"]
     self.stale = False
+    self.object_since = torch.full((o,), -1, dtype=torch.int64, device=keys.device)
+    self.note_objects(object_valid)
     self.write(keys, values, 0)
     self.readout = self.read_positions(query_keys) if config.match_fraction is not None else None
     self.num_frames = 1
 
   def valid(self) -> torch.Tensor:
     return self.written_at >= 0
+
+  def note_objects(self, new_valid: torch.Tensor) -> None:
+    """Objects annotated at the current frame [o] read what is written from this frame on."""
+    self.object_since = torch.where(new_valid.to(self.written_at.device), self.num_frames, self.object_since)
+
+  def object_positions(self) -> torch.Tensor:
+    """bool [o m]: the positions each object may attend to, those written since it appeared."""
+    return self.valid()[None] & (self.written_at[None] >= self.object_since[:, None])
 
   def write(self, keys: torch.Tensor, values: torch.Tensor, offset: int) -> None:
     """Stores keys [o l ck] and values [o l cv] at positions offset .. offset + l, written now."""
@@ -154,7 +165,7 @@ class PixelMemory:
   def read_positions(self, query_keys: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
     """Read-out [o n cv] of query_keys [n ck] (of its rows `index` [k] only, when given: [o k cv])."""
     affinity = memory_lib.dot_affinity(self.keys, query_keys if index is None else query_keys[index])
-    return memory_lib.read(affinity, self.values, self.valid(), None)
+    return memory_lib.read(affinity, self.values, self.object_positions(), None)
 
   def read(self, query_keys: torch.Tensor, frame_small: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
     """The frame's read-out [o n cv] (query_keys [n ck]): the full match, or the pixel-wise one (module doc)."""

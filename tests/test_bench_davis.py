@@ -1,0 +1,36 @@
+"""`bench davis`: trained models side by side on DAVIS sequences, each row scored as validation scores it."""
+
+import os
+
+import jax
+import pytest
+
+from jaxvos.cli import main as cli
+from jaxvos.convert import io
+from jaxvos.models import registry
+from jaxvos.training import data as data_lib, validation
+
+DAVIS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "davis2016-240p")
+pytestmark = pytest.mark.skipif(not os.path.isdir(DAVIS), reason="../shared/data/davis2016-240p not present")
+
+
+def test_rows_score_as_validation_and_gated_models_count_their_macs(tmp_path, capsys):
+  family = registry.build("spvos-tiny", force="reuse")  # gated frames reuse every tile: nothing computed
+  sparse = str(tmp_path / "spvos")
+  io.save_model(sparse, family, family.init(jax.random.key(0), (64, 64)))
+  assert cli.main(["bench", "davis", "--checkpoints", f"default,{sparse}", "--dense-twins", "--davis-root",
+                   DAVIS, "--sequences", "blackswan", "--max-frames", "5", "--size", "64"]) == 0
+  rows = {line.split()[0] + (" forced" if "forced dense" in line else ""): line.split()
+          for line in capsys.readouterr().out.splitlines() if line.startswith(("default ", "spvos "))}
+  assert set(rows) == {"default", "spvos", "spvos forced"}
+
+  videos = validation.load_videos([s for s in data_lib.davis_videos(DAVIS, "240p") if s.name == "blackswan"], 5)
+  default_family, default_variables = io.load_model(io.DEFAULT_MODEL)
+  expected = validation.validate(default_family, default_variables, videos, size=64)["j_and_f"]
+  assert float(rows["default"][1]) == pytest.approx(expected, abs=5e-4)  # printed with 3 decimals
+
+  def macs(row):  # (dense, executed) GMAC
+    return float(row[-4]), float(row[-3])
+  assert macs(rows["default"])[0] == macs(rows["default"])[1] > 0
+  assert macs(rows["spvos forced"])[0] == macs(rows["spvos forced"])[1] == macs(rows["spvos"])[0]
+  assert macs(rows["spvos"])[1] < 0.9 * macs(rows["spvos"])[0]  # frames 2-4 compute no gated layer
