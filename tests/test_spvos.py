@@ -210,6 +210,17 @@ def test_a_gated_layer_executes_its_argmax_decisions_sparsely(stride):
   np.testing.assert_allclose(gates.stats[ROOT].fraction, np.mean(pixels[..., 0] == gc.COMPUTE, axis=(1, 2)))
 
 
+def test_a_compute_threshold_decides_by_compute_probability():
+  logits = np.random.RandomState(7).randn(500, 3).astype(np.float32)
+  p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+  np.testing.assert_array_equal(gc.decide(jnp.asarray(logits)), logits.argmax(-1))
+  for threshold in (0.2, 0.5, 0.8):
+    want = np.where(p[:, 0] >= threshold, gc.COMPUTE, np.where(p[:, 1] >= p[:, 2], gc.REUSE, gc.SKIP))
+    np.testing.assert_array_equal(gc.decide(jnp.asarray(logits), threshold), want)
+  computed = [int(np.sum(np.asarray(gc.decide(jnp.asarray(logits), t)) == gc.COMPUTE)) for t in (0.2, 0.5, 0.8)]
+  assert computed[0] > computed[1] > computed[2] > 0  # a higher threshold computes less
+
+
 def test_a_sampled_gate_is_differentiable_and_hard():
   apply, variables, x, y_prev = _gated_layer("sample")
 

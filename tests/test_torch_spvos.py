@@ -61,9 +61,10 @@ def jax_clip(family, variables, frames: np.ndarray) -> tuple[list[np.ndarray], l
   return probs, auxes
 
 
-@pytest.mark.parametrize("name", ["spvos-tiny", "spvos"])
-def test_twin_streams_the_probabilities_and_gate_decisions_of_jaxvos(tmp_path, name):
-  family = registry.build(name)
+@pytest.mark.parametrize("name,config", [("spvos-tiny", {}), ("spvos", {}),
+                                         ("spvos-tiny", {"compute_threshold": 0.4})])
+def test_twin_streams_the_probabilities_and_gate_decisions_of_jaxvos(tmp_path, name, config):
+  family = registry.build(name, **config)
   variables = family_clip.random_variables(family)
   frames = family_clip.normalised_frames(HW)
   expected, auxes = jax_clip(family, variables, frames)

@@ -59,10 +59,12 @@ class SpVOSConfig(STCNConfig):
   temperature: float = 1.0
   buckets: tuple[float, ...] = DEFAULT_BUCKETS
   force: str | None = None              # "compute" / "reuse" / "skip" on every gated frame (tests, ablations)
+  compute_threshold: float | None = None  # inference: compute where p(compute) >= this, not argmax (calibrated)
 
   def gate_settings(self) -> GateSettings:
     return GateSettings(tile_pixels=self.tile_pixels, hidden=self.gate_hidden, init_bias=self.gate_init_bias,
-                        temperature=self.temperature, buckets=self.buckets, force=self.force)
+                        temperature=self.temperature, buckets=self.buckets, force=self.force,
+                        compute_threshold=self.compute_threshold)
 
 
 class GatedKeyEncoder(nn.Module):

@@ -22,7 +22,10 @@ mask near the tile (max over the tile's footprint; per object in the decoder, al
 logits (compute / reuse / skip), initialised near `init_bias` for compute and 0 for the others (a grafted dense
 model starts mostly dense). Training (`mode="sample"`): Gumbel-softmax with a straight-through hard one-hot
 (rng stream `sample`), the convolution computed densely and mixed by the one-hot; inference (`"argmax"`): argmax,
-executed sparsely. `force_dense` (the first frame, every K-th frame, dense clips of mixed training) makes every
+executed sparsely. A sampled gate computes with its probability, an argmax gate wherever compute is the likeliest
+action (at 0.45 against 0.3 and 0.25, always): `compute_threshold` instead computes where compute's probability
+reaches the threshold and otherwise takes the likelier of reuse and skip, a knob calibrated after training
+(`experiments/calibrate_spvos_gates.py`). `force_dense` (the first frame, every K-th frame, dense clips of mixed training) makes every
 tile compute.
 
 `FrameGates` is what one frame's gated layers share while a module method is traced (a Python object, never a
@@ -55,6 +58,7 @@ class GateSettings:
   temperature: float = 1.0                 # Gumbel-softmax temperature
   buckets: tuple[float, ...] = sc.DEFAULT_BUCKETS
   force: str | None = None                 # "compute" / "reuse" / "skip": every gate's decision (tests, ablations)
+  compute_threshold: float | None = None   # inference: compute where p(compute) >= this (None: argmax)
 
 
 @dataclasses.dataclass
@@ -136,6 +140,16 @@ class GateHead(nn.Module):
                    bias_init=bias_init, name="logits")(features)
 
 
+def decide(logits: jax.Array, compute_threshold: float | None = None) -> jax.Array:
+  """Inference action per tile from logits [..., 3]: the argmax, or with `compute_threshold`, compute where its
+  probability reaches the threshold and otherwise the likelier of reuse and skip."""
+  if compute_threshold is None:
+    return jnp.argmax(logits, axis=-1)
+  p = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+  other = jnp.where(p[..., REUSE] >= p[..., SKIP], REUSE, SKIP)
+  return jnp.where(p[..., COMPUTE] >= compute_threshold, COMPUTE, other)
+
+
 def straight_through_gumbel(logits: jax.Array, key: jax.Array, temperature: float) -> jax.Array:
   """Hard one-hot samples of softmax(logits) [..., 3] whose gradient is the Gumbel-softmax's (Jang et al. 2017)."""
   gumbel = jax.random.gumbel(key, logits.shape, jnp.float32)
@@ -202,7 +216,8 @@ class GatedConv(nn.Module):
       y = y + weights[..., REUSE, None] * y_prev
       computed = weights[..., COMPUTE].astype(jnp.float32)
     else:
-      action = jnp.argmax(_override(jax.nn.one_hot(jnp.argmax(logits, -1), 3), forced, gates.settings.force), -1)
+      decision = decide(logits, gates.settings.compute_threshold)
+      action = jnp.argmax(_override(jax.nn.one_hot(decision, 3), forced, gates.settings.force), -1)
       pixels = sc.tiles_to_pixels(action, tile, out_hw)
       base = jnp.where(pixels[..., None] == REUSE, y_prev, jnp.zeros((), y_prev.dtype))
       y = sc.sparse_conv_tiles(flat, kernel, (action == COMPUTE).astype(jnp.float32), base, stride=self.stride,

@@ -49,9 +49,11 @@ class FrameGates:
   """
 
   def __init__(self, frame_hw: tuple[int, int], tile_pixels: tuple[int, int], *, dense: bool,
-               caches: dict | None = None, masks: torch.Tensor | None = None, force: str | None = None):
+               caches: dict | None = None, masks: torch.Tensor | None = None, force: str | None = None,
+               compute_threshold: float | None = None):
     self.frame_hw, self.tile_pixels, self.dense = tuple(frame_hw), tuple(tile_pixels), dense
     self.caches, self.masks, self.force = caches, masks, force
+    self.compute_threshold = compute_threshold
     self.new_caches: dict[str, dict[str, torch.Tensor]] = {}
     self.actions: dict[str, torch.Tensor] = {}
 
@@ -114,13 +116,22 @@ class GatedConv2d(nn.Conv2d):
       previous = gates.caches[self.path]
       logits = self.gate(x, x - previous["x"], gates.mask_near(x.shape[0], x.shape[2:]),
                          (th * self.stride[0], tw * self.stride[1]))
-      action = logits.argmax(dim=1) if gates.force is None else torch.full_like(logits[:, 0], ACTIONS[gates.force],
-                                                                                 dtype=torch.int64)
+      action = (decide(logits, gates.compute_threshold) if gates.force is None else
+                torch.full_like(logits[:, 0], ACTIONS[gates.force], dtype=torch.int64))
       pixels = action.repeat_interleave(th, dim=1).repeat_interleave(tw, dim=2)[:, None, :out_hw[0], :out_hw[1]]
       y = torch.where(pixels == COMPUTE, y, torch.where(pixels == REUSE, previous["y"], 0.0))
     gates.new_caches[self.path] = {"x": x, "y": y}
     gates.actions[self.path] = action
     return y
+
+
+def decide(logits: torch.Tensor, compute_threshold: float | None) -> torch.Tensor:
+  """Action per tile from logits [N 3 ht wt], as `jaxvos.nn.gated_conv.decide`."""
+  if compute_threshold is None:
+    return logits.argmax(dim=1)
+  p = torch.softmax(logits.float(), dim=1)
+  other = torch.where(p[:, REUSE] >= p[:, SKIP], REUSE, SKIP)
+  return torch.where(p[:, COMPUTE] >= compute_threshold, COMPUTE, other)
 
 
 def jaxvos_path(name: str) -> str:
@@ -135,11 +146,12 @@ class SpVOS(stcn_lib.STCN):
   """
 
   def __init__(self, *, tile_pixels=(32, 96), gate_hidden: int = 8, refresh_every: int = 10,
-               force: str | None = None, **stcn_arguments):
+               force: str | None = None, compute_threshold: float | None = None, **stcn_arguments):
     super().__init__(**stcn_arguments)
     if force is not None and force not in ACTIONS:
       raise ValueError(f"force must be one of {', '.join(ACTIONS)} or None, got {force!r}")
     self.tile_pixels, self.refresh_every, self.force = tuple(tile_pixels), refresh_every, force
+    self.compute_threshold = compute_threshold
     stages = [getattr(self.key_encoder, name) for name in self.key_encoder.layer_names]
     decoder = [self.decoder.compress, self.decoder.up_16_8, self.decoder.up_8_4]
     self._gated = {"encoder": _gate_convolutions(stages, gate_hidden), "decoder": _gate_convolutions(decoder,
