@@ -22,7 +22,7 @@ loss (the schedule is over 300k steps); watch its curves.
     python -m jaxvos train --config experiments/swiftnet/static.py:full --workdir RUNS/swiftnet-static \
         --config.train.init_from=Encoder=ckpt/resnet18
 
-Hardware and result: `cpu` on the 2-core CPU, see `experiments/README.md` (session 6).
+Result (`cpu`, the 2-core CPU): `experiments/README.md`, session 6.
 """
 
 import ml_collections

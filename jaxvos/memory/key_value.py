@@ -13,7 +13,9 @@ annotated were encoded while it counted as background, often at the very pixels 
 onlooker who joins at frame 8 barely moves): read together with its own annotated frame, they would say "not
 this object" as loudly as that frame says "this object". When every object has been there since the oldest
 frame in memory (always in training clips, and in most videos once the ring has turned over), all objects share
-one read, as before; otherwise the read runs per object (`lax.cond`, so the common case pays nothing).
+one read, as before; otherwise the read runs per object (`lax.cond`, so the common case pays nothing). Training
+steps always take the per-object read (the same numbers when all objects share the memory), so a train step
+compiles and differentiates one read, not two.
 
 Nothing here grows with the video: writes are `dynamic_update_slice` into preallocated slots, so the memory is a
 valid `lax.scan` carry and a 10 000-frame video compiles and runs like a 10-frame one.
@@ -167,7 +169,6 @@ class KeyValueMemoryType:
     return memory.replace(num_frames=memory.num_frames + 1)
 
   def read(self, memory: KeyValueMemory, query, info):
-    del info
     b, h, w, _ = query["key16"].shape
     query_keys = query["key16"].reshape(b, h * w, -1)
 
@@ -175,8 +176,11 @@ class KeyValueMemoryType:
       return attention.read_memory(self.affinity, memory.flat_keys(), query_keys, memory.flat_values(), valid,
                                    self.top_k)
 
-    readout = jax.lax.cond(memory.objects_share_memory(), lambda: read(memory.valid_positions()),
-                           lambda: read(memory.object_positions()))
+    if info.training:  # one program to compile and differentiate: training reads are small and read everything
+      readout = read(memory.object_positions())
+    else:
+      readout = jax.lax.cond(memory.objects_share_memory(), lambda: read(memory.valid_positions()),
+                             lambda: read(memory.object_positions()))
     return {"readout": readout.reshape(b, readout.shape[1], h, w, readout.shape[-1])}, memory, {}
 
   def update(self, memory: KeyValueMemory, encode, query, probs, info):
