@@ -176,7 +176,7 @@ class KeyValueMemoryType:
       return attention.read_memory(self.affinity, memory.flat_keys(), query_keys, memory.flat_values(), valid,
                                    self.top_k)
 
-    if info.training:  # one program to compile and differentiate: training reads are small and read everything
+    if getattr(info, "training", False):  # one program to compile and differentiate (training reads are small)
       readout = read(memory.object_positions())
     else:
       readout = jax.lax.cond(memory.objects_share_memory(), lambda: read(memory.valid_positions()),
