@@ -21,12 +21,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from jaxvos.cli.train import config_module  # noqa: E402  pylint: disable=g-import-not-at-top
 from jaxvos.convert import families, io  # noqa: E402  pylint: disable=g-import-not-at-top
 from jaxvos.inference import Segmenter  # noqa: E402  pylint: disable=g-import-not-at-top
 from jaxvos.training import data as data_lib, validation  # noqa: E402  pylint: disable=g-import-not-at-top
 
-HELD_OUT = ("dog-agility", "motorbike", "soccerball")
-DAVIS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "davis2016-240p")
+common = config_module(__file__, "common.py")  # the recipe's data paths and held-out sequences
 
 
 def executed_fraction(family, variables, videos, size: int) -> float:
@@ -51,14 +51,14 @@ def main() -> int:
   parser.add_argument("--thresholds", default="0.5,0.6,0.7,0.8,0.9", help="comma-separated thresholds")
   parser.add_argument("--sequences", type=int, default=6, help="training sequences used (the first N by name)")
   parser.add_argument("--frames", type=int, default=40, help="frames per sequence")
-  parser.add_argument("--davis-root", default=DAVIS)
+  parser.add_argument("--davis-root", default=common.DAVIS)
   args = parser.parse_args()
   if os.path.exists(args.out):
     parser.error(f"{args.out} exists; nothing is overwritten")
   meta = io.read_meta(args.checkpoint)
   _, variables = io.load_model(args.checkpoint)
   target = float(meta["config"]["target"])
-  sequences = data_lib.davis_videos(args.davis_root, "240p", "ImageSets/2016/train.txt", exclude=HELD_OUT)
+  sequences = data_lib.davis_videos(args.davis_root, "240p", "ImageSets/2016/train.txt", exclude=common.HELD_OUT)
   videos = validation.load_videos(sequences[:args.sequences], args.frames)
   print(f"{len(videos)} training sequences ({', '.join(v.name for v in videos)}), {args.frames} frames each, "
         f"shorter side {args.size}; target executed fraction {target:.2f}", flush=True)

@@ -25,8 +25,8 @@ model starts mostly dense). Training (`mode="sample"`): Gumbel-softmax with a st
 executed sparsely. A sampled gate computes with its probability, an argmax gate wherever compute is the likeliest
 action (at 0.45 against 0.3 and 0.25, always): `compute_threshold` instead computes where compute's probability
 reaches the threshold and otherwise takes the likelier of reuse and skip, a knob calibrated after training
-(`experiments/calibrate_spvos_gates.py`). `force_dense` (the first frame, every K-th frame, dense clips of mixed training) makes every
-tile compute.
+(`experiments/calibrate_spvos_gates.py`). `force_dense` (the first frame, every K-th frame, dense clips of mixed
+training) makes every tile compute.
 
 `FrameGates` is what one frame's gated layers share while a module method is traced (a Python object, never a
 pytree): the settings, the previous frame's per-layer caches `{path: {"x", "y"}}` and masks, and what the layers
