@@ -4,6 +4,7 @@ The model tests graft one random `stcn-tiny` into `spvos-tiny` (gates at their i
 clips as one compiled scan, so a handful of programs cover: forced compute == the dense model, forced reuse ==
 the previous frame's layer outputs, refresh frames are dense, gradients reach the gates, mixed training."""
 
+import dataclasses
 import functools
 
 import flax.linen as nn
@@ -18,6 +19,7 @@ from jaxvos.bench import flops
 from jaxvos.convert import graft
 from jaxvos.convert.rules import flatten_variables, unflatten_variables
 from jaxvos.models import registry
+from jaxvos.models import spvos as spvos_lib
 from jaxvos.nn import gated_conv as gc
 from jaxvos.ops import sparse_conv as sc
 from jaxvos.training import step as step_lib
@@ -144,6 +146,39 @@ def test_gradients_reach_the_gates_through_the_straight_through_estimator():
   assert np.mean([g > 0 for g in gates.values()]) > 0.9, sorted(gates.items())[:5]
   assert float(metrics["sparsity"]) > 0 and 0 < float(metrics["executed_mac_fraction"]) <= 1
   np.testing.assert_array_equal(aux["gated"][:, 0], [1.0, 1.0])
+
+
+def test_training_reports_what_the_argmax_would_execute_and_the_gates_entropy():
+  """Gates fixed at p = softmax(1, 0.5, 0) everywhere: the argmax computes every tile while the samples compute
+  about 0.5 of them, and the entropy metric is H(p) weighted by the gated MACs (the decoder runs dense at t = 1)."""
+  _, variables = _variables()
+  family = registry.build("spvos-tiny", dense_clip_probability=0.0, **TILES)
+  logits = np.array([1.0, 0.5, 0.0])
+  _, (metrics, aux) = jax.jit(lambda rng: _train_loss(family, _with_gate_bias(variables, logits), rng))(
+      jax.random.key(0))
+  p = np.exp(logits) / np.exp(logits).sum()
+  encoder, decoder = float(aux["macs/encoder"][0, 0]), float(aux["macs/decoder"][0, 0])
+  gated_share = np.mean([encoder / (encoder + decoder), 1.0])  # frames 1 and 2
+  np.testing.assert_allclose(float(metrics["gate_entropy"]), -(p * np.log(p)).sum() * gated_share, rtol=1e-5)
+  assert float(metrics["argmax_mac_fraction"]) == 1.0
+  assert 0.2 < float(metrics["executed_mac_fraction"]) < 0.8
+
+
+def test_the_loss_adds_the_weighted_sparsity_and_entropy_terms():
+  config = registry.build("spvos-tiny").config
+  aux = {"gated": jnp.array([[1.0], [0.0]])}  # [t b]: the second frame ran dense
+  for part, (macs, sparsity, entropy) in {"encoder": (30.0, 3.0, 6.0), "decoder": (10.0, 1.0, 2.0)}.items():
+    aux.update({f"macs/{part}": jnp.full((2, 1), macs), f"sparsity/{part}": jnp.array([[sparsity], [0.0]]),
+                f"entropy/{part}": jnp.array([[entropy], [0.0]]), f"executed_macs/{part}": jnp.full((2, 1), macs),
+                f"argmax_macs/{part}": jnp.full((2, 1), macs)})
+  for weights, ramp, step in [((1.0, 0.0), 0, 0), ((0.5, 2.0), 0, 0), ((0.5, 2.0), 100, 25), ((0.5, 2.0), 100, 400)]:
+    terms = spvos_lib.sparsity_terms(dataclasses.replace(config, sparsity_weight=weights[0],
+                                                         entropy_weight=weights[1], entropy_ramp_steps=ramp))
+    loss, metrics = terms(aux, jnp.asarray(step, jnp.int32))
+    np.testing.assert_allclose(float(metrics["sparsity"]), 0.1, rtol=1e-6)  # (3 + 1) / 40 on one gated frame
+    np.testing.assert_allclose(float(metrics["gate_entropy"]), 0.2, rtol=1e-6)
+    mu = weights[1] * (min(1.0, step / ramp) if ramp else 1.0)
+    np.testing.assert_allclose(float(loss), weights[0] * 0.1 + mu * 0.2, rtol=1e-6)
 
 
 def test_mixed_sparse_training_runs_whole_clips_dense():

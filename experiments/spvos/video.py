@@ -19,11 +19,14 @@ this file sets SpVOS's stage on top of it):
 
 Both: each clip runs dense with probability 0.5 (mixed sparse training, so the shared weights stay valid dense
 and gated), and the loss adds `lambda * sum_l w_l (rho_l - rho*)^2` (rho* = 0.58: 42% of the gated layers' MACs
-saved; `jaxvos.models.spvos.sparsity_terms`). Afterwards compare the sparse model with its dense twin on the
+saved; `jaxvos.models.spvos.sparsity_terms`) and `mu * sum_l w_l H_l`, the gates' mean entropy (mu = 0.1, ramped
+up over the first quarter of the steps): without it the sampled gates of training executed 0.64 of the MACs
+while inference's argmax of the same gates computed 0.97 (session 6, `experiments/README.md`); decisive gates
+make the two agree, so the sparsity the objective trains is the one inference gets. Afterwards compare the sparse model with its dense twin on the
 held-out sequences: J&F (`jaxvos segment` + `jaxvos evaluate`), MACs (`jaxvos bench flops`) and wall-clock per
 frame (`jaxvos bench segment --model spvos-tiny --against stcn-tiny`).
 
-Hardware and result: not yet run.
+Results: `experiments/README.md` (the SpVOS sections; the 2-core CPU, sessions 6 and 7).
 """
 
 import ml_collections
@@ -44,10 +47,12 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c.train_model.dense_clip_probability = 0.5
   c.train_model.target = 0.58
   c.train_model.sparsity_weight = 1.0
+  c.train_model.entropy_weight = 0.1
   c.eval_model.top_k = 20
   steps = 2000 if cpu else 50_000
   c.data.gaps = (1, 2, 3) if cpu else (1, 2, 3, 5)
   c.data.gap_boundaries = tuple(int(f * steps) for f in ((0.3, 0.6) if cpu else (0.2, 0.4, 0.6)))
+  c.train_model.entropy_ramp_steps = steps // 4
   c.train.update(steps=steps, init_from=DENSE_MODEL if cpu else "")
   if cpu:
     c.val.size = io.working_size(DENSE_MODEL)

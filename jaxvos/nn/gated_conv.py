@@ -63,9 +63,11 @@ class GateSettings:
 
 @dataclasses.dataclass
 class LayerStats:
-  fraction: jax.Array  # float32 [b] output pixels computed (1 where forced dense)
-  macs: float          # dense MACs of the layer per video
-  gated: jax.Array     # float32 [b] 1 where the gates decided (not forced dense)
+  fraction: jax.Array         # float32 [b] output pixels computed (1 where forced dense)
+  macs: float                 # dense MACs of the layer per video
+  gated: jax.Array            # float32 [b] 1 where the gates decided (not forced dense)
+  entropy: jax.Array          # float32 [b] mean entropy of the gates' distributions (0 where dense)
+  argmax_fraction: jax.Array  # float32 [b] output pixels the argmax would compute (= fraction at inference)
 
 
 class FrameGates:
@@ -182,8 +184,9 @@ class GatedConv(nn.Module):
         if gates.mode == "init":  # creates the gate's parameters
           self._head(gates, flat, jnp.zeros_like(flat), lead, y.shape[1:3])
         ones = jnp.ones(lead[:1], jnp.float32)
+        zeros = jnp.zeros_like(ones)
         gates.record(self._path(), flat.reshape(x.shape), y.reshape(*lead, *y.shape[1:]),
-                     LayerStats(ones, self._macs(flat, y, lead), jnp.zeros_like(ones)))
+                     LayerStats(ones, self._macs(flat, y, lead), zeros, zeros, ones))
       return y.reshape(*lead, *y.shape[1:])
     return self._gated(gates, flat, kernel, post, lead)
 
@@ -208,6 +211,10 @@ class GatedConv(nn.Module):
     tile = gates.tile(out_hw)
     logits = self._head(gates, flat, flat - prev["x"].reshape(flat.shape), lead, out_hw)
     forced = gates.forced(lead)[:, None, None]
+    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    entropy = -jnp.sum(probs * jnp.log(jnp.maximum(probs, 1e-12)), axis=-1)  # [N ht wt]
+    decision = decide(jax.lax.stop_gradient(logits), gates.settings.compute_threshold)
+    would = sc.tiles_to_pixels(_override(jax.nn.one_hot(decision, 3), forced, None)[..., COMPUTE], tile, out_hw)
     if gates.mode == "sample":
       onehot = straight_through_gumbel(logits, self.make_rng("sample"), gates.settings.temperature)
       onehot = _override(onehot, forced, gates.settings.force)
@@ -216,17 +223,17 @@ class GatedConv(nn.Module):
       y = y + weights[..., REUSE, None] * y_prev
       computed = weights[..., COMPUTE].astype(jnp.float32)
     else:
-      decision = decide(logits, gates.settings.compute_threshold)
       action = jnp.argmax(_override(jax.nn.one_hot(decision, 3), forced, gates.settings.force), -1)
       pixels = sc.tiles_to_pixels(action, tile, out_hw)
       base = jnp.where(pixels[..., None] == REUSE, y_prev, jnp.zeros((), y_prev.dtype))
       y = sc.sparse_conv_tiles(flat, kernel, (action == COMPUTE).astype(jnp.float32), base, stride=self.stride,
                                tile=tile, buckets=gates.settings.buckets, post=post)
       computed = (pixels == COMPUTE).astype(jnp.float32)
-    fraction = computed.reshape(lead[0], -1).mean(axis=1)
-    gated = 1.0 - forced.reshape(lead[0], -1).astype(jnp.float32).mean(axis=1)
+    per_video = lambda v: v.reshape(lead[0], -1).mean(axis=1)  # noqa: E731
+    fraction, gated = per_video(computed), 1.0 - per_video(forced.astype(jnp.float32))
+    entropy = per_video(jnp.where(forced, 0.0, entropy))
     gates.record(self._path(), flat.reshape(*lead, *flat.shape[1:]), y.reshape(*lead, *y.shape[1:]),
-                 LayerStats(fraction, self._macs(flat, y, lead), gated))
+                 LayerStats(fraction, self._macs(flat, y, lead), gated, entropy, per_video(would)))
     return y.reshape(*lead, *y.shape[1:])
 
 
@@ -250,12 +257,16 @@ def gated_factory(gates: FrameGates | None, kernel_init: Callable = nn.initializ
 
 def summarize(gates: FrameGates, part: str, target: float) -> dict[str, jax.Array]:
   """A part's aux outputs (each [b]): `executed/<layer>` (fraction of the layer's outputs computed), and over
-  the part's layers `macs/<part>` (dense MACs), `executed_macs/<part>` and `sparsity/<part>`:
-  sum_l macs_l (rho_l - target)^2 over the gated layers (the unnormalised SpVOS sparsity objective)."""
+  the part's layers `macs/<part>` (dense MACs), `executed_macs/<part>`, `sparsity/<part>`:
+  sum_l macs_l (rho_l - target)^2 over the gated layers (the unnormalised SpVOS sparsity objective),
+  `entropy/<part>`: sum_l macs_l H_l (the gates' mean entropy, MAC-weighted) and `argmax_macs/<part>`: the MACs
+  the argmax decisions would execute (in training, where gates are sampled, what inference would run)."""
   aux = {f"executed/{path}": s.fraction for path, s in gates.stats.items()}
   stats = list(gates.stats.values())
   zero = jnp.zeros_like(stats[0].fraction)
   aux[f"macs/{part}"] = zero + sum(s.macs for s in stats)
   aux[f"executed_macs/{part}"] = zero + sum(s.macs * s.fraction for s in stats)
   aux[f"sparsity/{part}"] = zero + sum(s.macs * s.gated * (s.fraction - target) ** 2 for s in stats)
+  aux[f"entropy/{part}"] = zero + sum(s.macs * s.gated * s.entropy for s in stats)
+  aux[f"argmax_macs/{part}"] = zero + sum(s.macs * s.argmax_fraction for s in stats)
   return aux
