@@ -1,9 +1,11 @@
 """`bench davis`: trained models side by side on DAVIS sequences, each row scored as validation scores it."""
 
+import json
 import os
 
 import jax
 import pytest
+from PIL import Image
 
 from jaxvos.cli import main as cli
 from jaxvos.convert import io
@@ -18,11 +20,23 @@ def test_rows_score_as_validation_and_gated_models_count_their_macs(tmp_path, ca
   family = registry.build("spvos-tiny", force="reuse")  # gated frames reuse every tile: nothing computed
   sparse = str(tmp_path / "spvos")
   io.save_model(sparse, family, family.init(jax.random.key(0), (64, 64)))
+  out, picture = str(tmp_path / "davis.json"), str(tmp_path / "davis.png")
   assert cli.main(["bench", "davis", "--checkpoints", f"default,{sparse}", "--dense-twins", "--davis-root",
-                   DAVIS, "--sequences", "blackswan", "--max-frames", "5", "--size", "64"]) == 0
+                   DAVIS, "--sequences", "blackswan", "--max-frames", "5", "--size", "64", "--out", out,
+                   "--plot", picture]) == 0
   rows = {line.split()[0] + (" forced" if "forced dense" in line else ""): line.split()
           for line in capsys.readouterr().out.splitlines() if line.startswith(("default ", "spvos "))}
   assert set(rows) == {"default", "spvos", "spvos forced"}
+  with open(out) as f:
+    saved = json.load(f)
+  assert [r["model"] for r in saved["rows"]] == ["default", "spvos", "spvos forced dense"]
+  for r, printed in zip(saved["rows"], (rows["default"], rows["spvos"], rows["spvos forced"])):
+    assert f"{r['j_and_f']:.3f}" == printed[-8] and r["fps"] == pytest.approx(1e3 / r["ms_per_frame"])
+  assert saved["rows"][1]["params"] > saved["rows"][0]["params"]  # the gates' own parameters
+  assert Image.open(picture).size == (720, 520)
+  os.remove(picture)
+  assert cli.main(["bench", "davis", "--plot-only", "--out", out, "--plot", picture, "--checkpoints", "x",
+                   "--davis-root", "x", "--sequences", "x"]) == 0 and os.path.exists(picture)
 
   videos = validation.load_videos([s for s in data_lib.davis_videos(DAVIS, "240p") if s.name == "blackswan"], 5)
   default_family, default_variables = io.load_model(io.DEFAULT_MODEL)

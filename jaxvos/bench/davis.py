@@ -15,13 +15,17 @@ load of a shared machine hits all of them alike. Per model:
 
 The last columns are ratios to the first model: put the model under test first and its dense twin second.
 `--dense-twins` adds, after each gated checkpoint, the same weights with every gate forced to compute (the
-weights' own dense twin: mixed sparse training keeps them valid dense).
+weights' own dense twin: mixed sparse training keeps them valid dense). `--out` keeps the rows (with each
+model's parameter count) as JSON; `--plot` draws J&F against frames per second, one bubble per model whose area
+is its executed MACs per frame (the form of Fig. 7c of the GAM paper); `--plot-only` redraws it from `--out`.
 
     python -m jaxvos bench davis --checkpoints RUNS/spvos-davis-cpu/export/final,default \\
         --davis-root ../shared/data/davis2016-240p --sequences dog-agility,motorbike,soccerball
 """
 
 import dataclasses
+import json
+import math
 import os
 import time
 from typing import Any
@@ -42,6 +46,10 @@ def add_arguments(parser) -> None:
   parser.add_argument("--max-frames", type=int, default=0, help="frames per sequence (default: all)")
   parser.add_argument("--dense-twins", action="store_true", help="also run each gated checkpoint with every "
                       "gate forced to compute")
+  parser.add_argument("--out", default="", help="write the rows to this JSON file")
+  parser.add_argument("--plot", default="", help="draw J&F against frames per second (a PNG; bubble area: "
+                      "executed MACs per frame)")
+  parser.add_argument("--plot-only", action="store_true", help="redraw --plot from --out without measuring")
 
 
 @dataclasses.dataclass
@@ -57,6 +65,13 @@ class _Model:
 
 
 def run(args) -> int:
+  if args.plot_only:
+    if not (args.out and args.plot):
+      raise SystemExit("bench davis: --plot-only needs --out (the results) and --plot (the picture)")
+    with open(args.out) as f:
+      plot(json.load(f), args.plot)
+    print(f"wrote {args.plot}")
+    return 0
   import jax  # pylint: disable=g-import-not-at-top
   from jaxvos.convert import io  # pylint: disable=g-import-not-at-top
   from jaxvos.inference import Segmenter  # pylint: disable=g-import-not-at-top
@@ -76,7 +91,15 @@ def run(args) -> int:
   for video in videos:
     _segment(video, models, segmenters, timed=True)
     print(f"  {video.name}: {len(video.frames)} frames", flush=True)
-  _report(models, videos)
+  results = {"sequences": [v.name for v in videos], "size": size, "device": jax.devices()[0].device_kind,
+             "rows": _report(models, videos)}
+  if args.out:
+    with open(args.out, "w") as f:
+      json.dump(results, f, indent=1)
+    print(f"wrote {args.out}")
+  if args.plot:
+    plot(results, args.plot)
+    print(f"wrote {args.plot}")
   return 0
 
 
@@ -146,22 +169,75 @@ def _dense_macs(model: _Model, stream, frame: np.ndarray) -> dict[str, int]:
                           jnp.zeros((1, objects), bool))
 
 
-def _report(models: list[_Model], videos: list) -> None:
+def _report(models: list[_Model], videos: list) -> list[dict]:
+  """Prints the table; returns its rows."""
+  import jax  # pylint: disable=g-import-not-at-top
   from jaxvos.bench import flops  # pylint: disable=g-import-not-at-top
   from jaxvos.training import validation  # pylint: disable=g-import-not-at-top
   rows = []
   for model in models:
     scores = validation.summary(validation.score(videos, model.predictions))
     fractions = {name: total / model.frames for name, total in model.executed.items()}
-    dense = sum(model.dense_macs.values())
     executed = sum(flops.executed_macs(model.dense_macs, fractions).values())
-    rows.append((model.label, scores, float(np.median(model.times)) * 1e3, dense / 1e9, executed / 1e9))
-  _, _, base_ms, _, base_executed = rows[0]
+    ms = float(np.median(model.times)) * 1e3
+    rows.append({"model": model.label, "family": model.family.name, "j_and_f": scores["j_and_f"],
+                 "j": scores["j_mean"], "f": scores["f_mean"], "ms_per_frame": ms, "fps": 1e3 / ms,
+                 "gmac_dense": sum(model.dense_macs.values()) / 1e9, "gmac_executed": executed / 1e9,
+                 "params": int(sum(np.size(p) for p in jax.tree.leaves(model.variables["params"])))})
+  base = rows[0]
   print(f"\n{'model':<34} {'J&F':>6} {'J':>6} {'F':>6} {'ms/frame':>9} {'GMAC dense':>11} {'executed':>9} "
         f"{'time / first':>13} {'MAC / first':>12}")
-  for label, scores, ms, dense, executed in rows:
-    print(f"{label:<34} {scores['j_and_f']:6.3f} {scores['j_mean']:6.3f} {scores['f_mean']:6.3f} {ms:9.1f} "
-          f"{dense:11.3f} {executed:9.3f} {ms / base_ms:13.2f} {executed / base_executed:12.2f}")
-  for (label, scores, ms, dense, executed) in rows:
-    if executed < dense:
-      print(f"{label}: executes {executed / dense:.2f} of its dense MACs")
+  for r in rows:
+    print(f"{r['model']:<34} {r['j_and_f']:6.3f} {r['j']:6.3f} {r['f']:6.3f} {r['ms_per_frame']:9.1f} "
+          f"{r['gmac_dense']:11.3f} {r['gmac_executed']:9.3f} {r['ms_per_frame'] / base['ms_per_frame']:13.2f} "
+          f"{r['gmac_executed'] / base['gmac_executed']:12.2f}")
+  for r in rows:
+    if r["gmac_executed"] < r["gmac_dense"]:
+      print(f"{r['model']}: executes {r['gmac_executed'] / r['gmac_dense']:.2f} of its dense MACs")
+  return rows
+
+
+_SIZE = (520, 720)  # h, w
+_MARGIN = (48, 64, 44, 24)  # top, left, bottom, right
+
+
+def plot(results: dict, path: str) -> None:
+  """J&F against frames per second, one bubble per row (area: executed GMAC per frame), as a PNG (Pillow)."""
+  from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
+  from jaxvos.bench.memory import family_colour  # pylint: disable=g-import-not-at-top
+  rows = results["rows"]
+  h, w = _SIZE
+  top, left, bottom, right = _MARGIN
+  picture = Image.new("RGB", (w, h), "white")
+  draw = ImageDraw.Draw(picture)
+  draw.text((left, 8), f"J&F against frames per second: {', '.join(results['sequences'])} at a shorter side of "
+            f"{results['size']}, {results['device']}", fill="black")
+  draw.text((left, 24), "bubble area: executed GMAC per frame", fill="black")
+  draw.rectangle([left, top, w - right, h - bottom], outline="black")
+  fps_max = max(r["fps"] for r in rows) * 1.2
+  scores = [r["j_and_f"] for r in rows]
+  low, high = max(0.0, min(scores) - 0.05), min(1.0, max(scores) + 0.05)
+  to_x = lambda fps: left + fps / fps_max * (w - left - right)  # noqa: E731
+  to_y = lambda s: h - bottom - (s - low) / (high - low) * (h - top - bottom)  # noqa: E731
+  for tick in _ticks(0.0, fps_max):
+    draw.line([(to_x(tick), top), (to_x(tick), h - bottom)], fill=(230, 230, 230))
+    draw.text((to_x(tick) - 8, h - bottom + 6), f"{tick:g}", fill="black")
+  for tick in _ticks(low, high):
+    draw.line([(left, to_y(tick)), (w - right, to_y(tick))], fill=(230, 230, 230))
+    draw.text((8, to_y(tick) - 6), f"{tick:.2f}", fill="black")
+  draw.text(((w - left) // 2, h - 18), "frames per second", fill="black")
+  draw.text((8, top - 14), "J&F", fill="black")
+  largest = max(r["gmac_executed"] for r in rows)
+  for r in sorted(rows, key=lambda r: -r["gmac_executed"]):  # small bubbles drawn over large ones
+    x, y, radius = to_x(r["fps"]), to_y(r["j_and_f"]), max(3.0, 30 * math.sqrt(r["gmac_executed"] / largest))
+    draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=family_colour(r["family"]),
+                 outline="black")
+    draw.text((x + radius + 4, y - 6), f"{r['model']} ({r['j_and_f']:.3f})", fill="black")
+  picture.save(path)
+
+
+def _ticks(low: float, high: float) -> list[float]:
+  """About 5 round values between low and high."""
+  step = 10 ** math.floor(math.log10((high - low) / 5))
+  step *= next(m for m in (1, 2, 5, 10) if (high - low) / (step * m) <= 6)
+  return [k * step for k in range(math.ceil(low / step), math.floor(high / step) + 1)]

@@ -257,7 +257,7 @@ def plot(results: list[dict], path: str) -> None:
   models = list(dict.fromkeys(r["model"] for r in results))
   for i, model in enumerate(models):
     x = 10 + 150 * i
-    draw.line([(x, 15), (x + 30, 15)], fill=_colour(model), width=3)
+    draw.line([(x, 15), (x + 30, 15)], fill=family_colour(model), width=3)
     draw.text((x + 36, 9), model, fill="black")
   draw.text((10 + 150 * len(models), 9), "solid: peak while segmenting   dashed: the state's own bytes",
             fill="black")
@@ -271,7 +271,7 @@ def plot(results: list[dict], path: str) -> None:
   picture.save(path)
 
 
-def _colour(model: str) -> tuple[int, int, int]:
+def family_colour(model: str) -> tuple[int, int, int]:
   """The family's colour (`gam-tiny` is drawn as `gam`)."""
   return next((c for name, c in _COLOURS.items() if model.startswith(name)), (0, 0, 0))
 
@@ -317,7 +317,7 @@ def _panel(draw, origin, title, rows, models, key, sweep) -> None:
   for i, label in enumerate(labels):
     draw.text((to_x(i) - 3 * len(label), y0 + h - bottom + 6), label, fill="black")
   for model, by_label in series.items():
-    colour = _colour(model)
+    colour = family_colour(model)
     curves = [(_value, False)] + ([(lambda r, _: None if "error" in r else r["state_mb"], True)]
                                   if key == "peak" else [])
     for get, dashed in curves:
