@@ -77,6 +77,6 @@ def test_families_side_by_side(capsys, monkeypatch):
                             "--object-counts", "1", "--entries-size", "0"])
   assert families.run(args) == 0
   latency = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("1 "))
-  assert latency.split()[1:5] == ["10.0", "20.0", "30.0", "40.0"]
-  assert latency.split("   ")[-1] == ("gam-tiny / stcn-tiny: 2.00x, swiftnet-tiny / stcn-tiny: 3.00x, "
-                                     "swiftnet-tiny match 0.25 / stcn-tiny: 4.00x")
+  assert latency.split()[1:6] == ["10.0", "20.0", "30.0", "40.0", "50.0"]
+  assert latency.split("   ")[-1] == ("gam-tiny / stcn-tiny: 2.00x, gam-tiny every 5 / stcn-tiny: 3.00x, "
+                                     "swiftnet-tiny / stcn-tiny: 4.00x, swiftnet-tiny match 0.25 / stcn-tiny: 5.00x")

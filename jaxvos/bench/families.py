@@ -7,7 +7,8 @@ Both families get random weights (compute does not depend on the values) and the
    frame) at `--size` with each of `--object-counts` objects, over `--timed-frames` frames after 3 warm-up
    frames. The families run interleaved, frame by frame, so load on a shared machine hits both alike. A family
    whose memory has a pixel-wise match (`match_fraction`, SwiftNet) runs twice: full match and a budget of
-   `--match-fraction` of the positions.
+   `--match-fraction` of the positions. A family that memorises every frame (`every` = 1, GAM's context) also
+   runs with `--update-every` (default 5: the interval at which STCN writes its memory).
 2. **Memory by video length**: memory positions in use (entries), the memory's fill and the state's bytes after
    each of `--lengths` frames at a shorter side of `--entries-size` (whole chunks under `lax.scan`, 2 objects).
    Bounded memories stay flat; the numbers show where each family's capacity saturates.
@@ -32,6 +33,8 @@ def add_arguments(parser) -> None:
                       "run (default: 20)")
   parser.add_argument("--match-fraction", type=float, default=0.25, metavar="F", help="with --against: the "
                       "pixel-wise match budget of a family's 'match' variant (default: 0.25)")
+  parser.add_argument("--update-every", type=int, default=5, metavar="N", help="with --against: the memory "
+                      "interval of the variant of a family that memorises every frame (default: 5)")
   parser.add_argument("--entries-size", type=int, default=64, metavar="N", help="with --against: shorter side of "
                       "the memory-by-length table over --lengths (default: 64; 0 skips it)")
 
@@ -40,7 +43,7 @@ def run(args) -> int:
   import jax  # pylint: disable=g-import-not-at-top
   from jaxvos.bench.segment import _frame_hw  # pylint: disable=g-import-not-at-top
   names = [args.model] + (args.against.split(",") if args.against else [])
-  variants = [v for name in names for v in _variants(name, args.match_fraction)]
+  variants = [v for name in names for v in _variants(name, args.match_fraction, args.update_every)]
   h, w = _frame_hw(args.size)
   print(f"{' vs '.join(names)} at {w}x{h}, {args.dtype}, random weights, median of {args.timed_frames} frames; "
         f"{jax.devices()[0].device_kind}", flush=True)
@@ -56,16 +59,20 @@ def run(args) -> int:
   return 0
 
 
-def _variants(name: str, match_fraction: float) -> list[tuple[str, object]]:
-  """[(label, family)]: the model, plus its pixel-wise-match variant when its memory has one."""
+def _variants(name: str, match_fraction: float, update_every: int) -> list[tuple[str, object]]:
+  """[(label, family)]: the model, plus its pixel-wise-match variant when its memory has one, or its variant
+  memorising every `update_every`-th frame when it memorises every frame."""
   from jaxvos.models import registry  # pylint: disable=g-import-not-at-top
   family = registry.build(name)
   memory = getattr(family.config, "memory", None)
-  if memory is None or "match_fraction" not in {f.name for f in dataclasses.fields(memory)}:
-    return [(name, family)]
-  full = registry.build(name, memory={"match_fraction": None})
-  match = registry.build(name, memory={"match_fraction": match_fraction})
-  return [(name, full), (f"{name} match {match_fraction:g}", match)]
+  fields = {f.name for f in dataclasses.fields(memory)} if memory is not None else set()
+  if "match_fraction" in fields:
+    full = registry.build(name, memory={"match_fraction": None})
+    match = registry.build(name, memory={"match_fraction": match_fraction})
+    return [(name, full), (f"{name} match {match_fraction:g}", match)]
+  if "every" in fields and memory.every == 1 and update_every > 1:
+    return [(name, family), (f"{name} every {update_every}", registry.build(name, memory={"every": update_every}))]
+  return [(name, family)]
 
 
 def _streams(variants, args, size: int, objects: int):
