@@ -23,16 +23,21 @@ def test_rows_score_as_validation_and_gated_models_count_their_macs(tmp_path, ca
   out, picture = str(tmp_path / "davis.json"), str(tmp_path / "davis.png")
   assert cli.main(["bench", "davis", "--checkpoints", f"default,{sparse}", "--dense-twins", "--davis-root",
                    DAVIS, "--sequences", "blackswan", "--max-frames", "5", "--size", "64", "--out", out,
-                   "--plot", picture]) == 0
-  rows = {line.split()[0] + (" forced" if "forced dense" in line else ""): line.split()
-          for line in capsys.readouterr().out.splitlines() if line.startswith(("default ", "spvos "))}
-  assert set(rows) == {"default", "spvos", "spvos forced"}
+                   "--plot", picture, "--variants", "top_k=20,memory.nothing=1"]) == 0
+  rows = {" ".join(line.split()[:-8]).replace("forced dense", "forced"): line.split()
+          for line in capsys.readouterr().out.splitlines()
+          if line.startswith(("default ", "spvos ")) and "executes" not in line}
+  assert set(rows) == {"default", "default top_k=20", "spvos", "spvos forced", "spvos top_k=20"}
+  for label in ("default", "spvos"):  # the config's own value: the same weights rebuilt give the same row
+    assert rows[f"{label} top_k=20"][-8:-5] == rows[label][-8:-5]
   with open(out) as f:
     saved = json.load(f)
-  assert [r["model"] for r in saved["rows"]] == ["default", "spvos", "spvos forced dense"]
-  for r, printed in zip(saved["rows"], (rows["default"], rows["spvos"], rows["spvos forced"])):
+  assert [r["model"] for r in saved["rows"]] == ["default", "default top_k=20", "spvos", "spvos forced dense",
+                                                 "spvos top_k=20"]
+  for r, printed in zip(saved["rows"], (rows["default"], rows["default top_k=20"], rows["spvos"],
+                                        rows["spvos forced"], rows["spvos top_k=20"])):
     assert f"{r['j_and_f']:.3f}" == printed[-8] and r["fps"] == pytest.approx(1e3 / r["ms_per_frame"])
-  assert saved["rows"][1]["params"] > saved["rows"][0]["params"]  # the gates' own parameters
+  assert saved["rows"][2]["params"] > saved["rows"][0]["params"]  # the gates' own parameters
   assert Image.open(picture).size == (720, 520)
   os.remove(picture)
   assert cli.main(["bench", "davis", "--plot-only", "--out", out, "--plot", picture, "--checkpoints", "x",

@@ -15,7 +15,11 @@ load of a shared machine hits all of them alike. Per model:
 
 The last columns are ratios to the first model: put the model under test first and its dense twin second.
 `--dense-twins` adds, after each gated checkpoint, the same weights with every gate forced to compute (the
-weights' own dense twin: mixed sparse training keeps them valid dense). `--out` keeps the rows (with each
+weights' own dense twin: mixed sparse training keeps them valid dense). `--variants` adds, after each
+checkpoint whose config has the field, the same weights with one config field changed at inference
+(`memory.match_fraction=0.25`: SwiftNet's pixel-wise match; `memory.every=5`: GAM's context updated every 5th
+frame; `compute_threshold=0.7`: SpVOS's gates), so what a test-time knob costs in J&F and saves in time is
+measured on trained weights in the same run. `--out` keeps the rows (with each
 model's parameter count) as JSON; `--plot` draws J&F against frames per second, one bubble per model whose area
 is its executed MACs per frame (the form of Fig. 7c of the GAM paper); `--plot-only` redraws it from `--out`.
 
@@ -46,6 +50,9 @@ def add_arguments(parser) -> None:
   parser.add_argument("--max-frames", type=int, default=0, help="frames per sequence (default: all)")
   parser.add_argument("--dense-twins", action="store_true", help="also run each gated checkpoint with every "
                       "gate forced to compute")
+  parser.add_argument("--variants", default="", metavar="LIST", help="comma-separated FIELD=VALUE (a dotted "
+                      "config path, e.g. memory.match_fraction=0.25): each also runs every checkpoint whose "
+                      "config has FIELD with it changed")
   parser.add_argument("--out", default="", help="write the rows to this JSON file")
   parser.add_argument("--plot", default="", help="draw J&F against frames per second (a PNG; bubble area: "
                       "executed MACs per frame)")
@@ -79,9 +86,11 @@ def run(args) -> int:
   size = args.size or io.working_size(paths[0])
   models = []
   for path in paths:
-    models.append(_Model(_label(path), *io.load_model(path)))
+    loaded = _Model(_label(path), *io.load_model(path))
+    models.append(loaded)
     if args.dense_twins and "force" in io.read_meta(path)["config"]:
-      models.append(_forced_dense(models[-1], path))
+      models.append(_forced_dense(loaded, path))
+    models += [v for v in (_with_field(loaded, path, item) for item in args.variants.split(",") if item) if v]
   videos = _videos(args)
   segmenters = [Segmenter(m.family, m.variables, size=size) for m in models]
   print(f"{', '.join(m.label for m in models)}: {len(videos)} sequences ({sum(len(v.frames) for v in videos)} "
@@ -117,6 +126,27 @@ def _forced_dense(model: _Model, path: str) -> _Model:
   meta = io.read_meta(path)
   family = families.build(meta["family"], {**meta["config"], "force": "compute"})
   return _Model(f"{model.label} forced dense", family, model.variables)
+
+
+def _with_field(model: _Model, path: str, item: str) -> _Model | None:
+  """The same weights with the config field `item` ("a.b=value", the value JSON or a bare string) changed;
+  None when the checkpoint's config has no such field."""
+  from jaxvos.convert import families, io  # pylint: disable=g-import-not-at-top
+  field, _, text = item.partition("=")
+  try:
+    value = json.loads(text)
+  except json.JSONDecodeError:
+    value = text
+  meta = io.read_meta(path)
+  config = json.loads(json.dumps(meta["config"]))  # a deep copy
+  *parents, leaf = field.split(".")
+  node = config
+  for name in parents:
+    node = node.get(name) if isinstance(node, dict) else None
+  if not isinstance(node, dict) or leaf not in node:
+    return None
+  node[leaf] = value
+  return _Model(f"{model.label} {item}", families.build(meta["family"], config), model.variables)
 
 
 def _videos(args) -> list:
