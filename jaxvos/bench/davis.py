@@ -11,7 +11,8 @@ load of a shared machine hits all of them alike. Per model:
   before, so compilations (SpVOS compiles one program per bucket of active tiles) fall outside the timing;
 - GMAC per frame: one step's dense count (`bench flops`), and as executed: each gated layer weighted by the
   fraction of its output it computed on these frames (the `executed/...` aux outputs of SpVOS; a dense model
-  executes everything).
+  executes everything);
+- the mean of every other aux output over the frames (in `--out`); SwiftNet's memory-update rate is printed.
 
 The last columns are ratios to the first model: put the model under test first and its dense twin second.
 `--dense-twins` adds, after each gated checkpoint, the same weights with every gate forced to compute (the
@@ -67,6 +68,7 @@ class _Model:
   times: list[float] = dataclasses.field(default_factory=list)
   predictions: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
   executed: dict[str, float] = dataclasses.field(default_factory=dict)  # layer -> sum of per-frame fractions
+  aux: dict[str, float] = dataclasses.field(default_factory=dict)  # other aux key -> sum of per-frame means
   frames: int = 0
   dense_macs: dict[str, int] | None = None
 
@@ -179,9 +181,8 @@ def _segment(video, models: list[_Model], segmenters: list, *, timed: bool) -> N
     model.predictions[video.name] = np.stack(predicted)
     steps = len(video.frames) - 1
     for key, stats in stream.aux_stats().items():
-      if key.startswith(EXECUTED):
-        name = key[len(EXECUTED):]
-        model.executed[name] = model.executed.get(name, 0.0) + stats["mean"] * steps
+      sums, name = (model.executed, key[len(EXECUTED):]) if key.startswith(EXECUTED) else (model.aux, key)
+      sums[name] = sums.get(name, 0.0) + stats["mean"] * steps
     model.frames += steps
     if model.dense_macs is None:
       model.dense_macs = _dense_macs(model, stream, video.frames[1])
@@ -213,7 +214,8 @@ def _report(models: list[_Model], videos: list) -> list[dict]:
     rows.append({"model": model.label, "family": model.family.name, "j_and_f": scores["j_and_f"],
                  "j": scores["j_mean"], "f": scores["f_mean"], "ms_per_frame": ms, "fps": 1e3 / ms,
                  "gmac_dense": sum(model.dense_macs.values()) / 1e9, "gmac_executed": executed / 1e9,
-                 "params": int(sum(np.size(p) for p in jax.tree.leaves(model.variables["params"])))})
+                 "params": int(sum(np.size(p) for p in jax.tree.leaves(model.variables["params"]))),
+                 "aux": {key: total / model.frames for key, total in model.aux.items()}})
   base = rows[0]
   print(f"\n{'model':<34} {'J&F':>6} {'J':>6} {'F':>6} {'ms/frame':>9} {'GMAC dense':>11} {'executed':>9} "
         f"{'time / first':>13} {'MAC / first':>12}")
@@ -224,6 +226,9 @@ def _report(models: list[_Model], videos: list) -> list[dict]:
   for r in rows:
     if r["gmac_executed"] < r["gmac_dense"]:
       print(f"{r['model']}: executes {r['gmac_executed'] / r['gmac_dense']:.2f} of its dense MACs")
+    if r["aux"].get("trigger"):  # SwiftNet's variation-aware trigger
+      print(f"{r['model']}: memory updated on {r['aux']['trigger']:.3f} of the frames after the first "
+            f"(one in {1 / r['aux']['trigger']:.1f})")
   return rows
 
 
