@@ -48,6 +48,7 @@ def base(model: str) -> ml_collections.ConfigDict:
   c.model = model
   c.train_model = dict(memory=TRAIN_MEMORY)  # config overrides of the model trained
   c.eval_model = {}                          # ... and of the model validated and exported (test-time memory)
+  c.model_overrides = {}                     # ... of both (ablations: one flag changes training and test time)
   c.data = dict(
       source="", num_frames=3, crop_hw=(96, 96), max_objects=1, gaps=(1,), gap_boundaries=(), batch_size=4,
       seed=0, threads=2, prefetch=4,

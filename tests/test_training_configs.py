@@ -102,3 +102,14 @@ def test_configs_load_their_shared_base_beside_them_once():
   assert train_cli.config_module(f"{REPO}/experiments/stm/smoke.py", "../common.py") is common
   with pytest.raises(FileNotFoundError, match="experiments/nothing.py"):
     train_cli.config_module(f"{REPO}/experiments/stm/smoke.py", "../nothing.py")
+
+
+def test_one_ablation_flag_changes_the_trained_and_the_validated_model():
+  config = train_cli.load_config(f"{REPO}/experiments/gam/video.py")
+  config.model_overrides.use_cam = False
+  config.model_overrides.memory.normalization = "raw"
+  config.eval_model = {"memory": {"every": 5}}
+  family, eval_family = train_cli.build_families(config)
+  for f in (family, eval_family):
+    assert f.config.use_cam is False and f.config.use_mem is True and f.config.memory.normalization == "raw"
+  assert (family.config.memory.every, eval_family.config.memory.every) == (1, 5)  # nested dicts merged

@@ -27,10 +27,15 @@ from jaxvos.cli.train import config_module
 
 common = config_module(__file__, "../common.py")
 
+# The paper's ablations, for training and test time alike: `--config.model_overrides.use_cam=False`,
+# `--config.model_overrides.use_mem=False`, `--config.model_overrides.memory.normalization=raw` (or `mean`, `livos`).
+ABLATIONS = dict(use_cam=True, use_mem=True, memory=dict(normalization="efficient"))
+
 
 def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c = common.video("gam", variant)
   c.train_model = {}  # the global context has no slots to size: every frame goes into the running mean
+  c.model_overrides = ABLATIONS
   steps = c.train.steps
   if variant == "cpu":
     c.data.num_frames = 6

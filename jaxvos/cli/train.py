@@ -193,10 +193,21 @@ def _to_dict(value: Any) -> Any:
 
 
 def build_families(config: ml_collections.ConfigDict):
-  """(training family, validation family) of the config's model."""
+  """(training family, validation family) of the config's model: `model_overrides` (where the config has it)
+  under `train_model` and `eval_model` respectively."""
   from jaxvos.models import registry  # pylint: disable=g-import-not-at-top
-  return (registry.build(config.model, **_to_dict(config.train_model)),
-          registry.build(config.model, **_to_dict(config.eval_model)))
+  shared = _to_dict(config.get("model_overrides", {}))
+  return (registry.build(config.model, **_merged(shared, _to_dict(config.train_model))),
+          registry.build(config.model, **_merged(shared, _to_dict(config.eval_model))))
+
+
+def _merged(base: dict, top: dict) -> dict:
+  """`top` over `base`, nested dicts merged key by key."""
+  merged = dict(base)
+  for key, value in top.items():
+    merged[key] = _merged(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+        else value
+  return merged
 
 
 def build_optimizer_spec(config: ml_collections.ConfigDict):
