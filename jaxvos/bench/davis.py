@@ -124,10 +124,7 @@ def _label(path: str) -> str:
 
 def _forced_dense(model: _Model, path: str) -> _Model:
   """The same weights with every gate forced to compute."""
-  from jaxvos.convert import families, io  # pylint: disable=g-import-not-at-top
-  meta = io.read_meta(path)
-  family = families.build(meta["family"], {**meta["config"], "force": "compute"})
-  return _Model(f"{model.label} forced dense", family, model.variables)
+  return dataclasses.replace(_with_field(model, path, "force=compute"), label=f"{model.label} forced dense")
 
 
 def _with_field(model: _Model, path: str, item: str) -> _Model | None:
