@@ -18,7 +18,9 @@ length and gap schedule, and no memory sizing (the context takes every frame, in
     python -m jaxvos train --config experiments/gam/video.py:full --workdir RUNS/gam-video \
         --config.train.init_from=RUNS/gam-static
 
-Hardware and result: not yet run (neither variant).
+Result (`cpu`, the 2-core CPU, session 7, from the static stage): stopped at step ~1700 of 4000 when the
+session ended (held-out J&F 0.384 / 0.366 / 0.396 at steps 500-1500; the run's files were lost with the machine);
+`experiments/README.md`. `full`: not yet run.
 """
 
 import ml_collections
