@@ -47,6 +47,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c.train_model.dense_clip_probability = 0.5
   c.train_model.target = 0.58
   c.train_model.sparsity_weight = 1.0
+  c.train_model.sparsity_on = "sample"  # the paper's; "expected" / "argmax": jaxvos.models.spvos.sparsity_terms
   c.train_model.entropy_weight = 0.1
   c.eval_model.top_k = 20
   steps = 2000 if cpu else 50_000

@@ -22,12 +22,14 @@ Mixed sparse training: at t = 1 each video of a training batch draws "dense clip
 `dense_clip_probability` (kept in the cache for the rest of the clip), so the shared weights stay valid dense
 and gated. The sparsity objective (`sparsity_terms`, the family's `loss_terms`) is
 `lambda * sum_l w_l (rho_l - rho*)^2`, rho_l the fraction of layer l's outputs computed, w_l its share of the
-gated layers' dense MACs, averaged over the gated frames; optionally plus `mu * sum_l w_l H_l`, the gates' mean
-entropy (`entropy_weight`, off by default), so that sampled and argmax decisions agree.
+gated layers' dense MACs, averaged over the gated frames (rho_l from the sampled gates as in the paper, the
+mean probability of `compute` or the argmax decisions: `sparsity_on`); optionally plus `mu * sum_l w_l H_l`,
+the gates' mean entropy (`entropy_weight`, off by default), so that sampled and argmax decisions agree.
 
 Aux outputs per frame (each [b]): `executed/<layer path>` (rho_l), `macs/<part>`, `executed_macs/<part>`,
-`sparsity/<part>`, `entropy/<part>`, `argmax_macs/<part>` for the parts `encoder` and `decoder` (`jaxvos.nn.gated_conv.summarize`) and `gated` (1 where
-the encoder's gates decided).
+`sparsity/<part>`, `expected_sparsity/<part>`, `argmax_sparsity/<part>`, `entropy/<part>`, `argmax_macs/<part>`,
+`expected_macs/<part>` for the parts `encoder` and `decoder` (`jaxvos.nn.gated_conv.summarize`) and `gated`
+(1 where the encoder's gates decided).
 """
 
 import dataclasses
@@ -53,6 +55,7 @@ class SpVOSConfig(STCNConfig):
   refresh_every: int = 10               # K: every K-th frame runs dense
   target: float = 0.58                  # rho*: executed MAC fraction aimed at (42% saved)
   sparsity_weight: float = 1.0          # lambda
+  sparsity_on: str = "sample"           # rho_l of the objective: "sample" (the paper), "expected", "argmax"
   entropy_weight: float = 0.0           # mu: weight of the gates' mean entropy in the loss (decisive gates)
   entropy_ramp_steps: int = 0           # mu grows linearly from 0 over these training steps (0: constant)
   dense_clip_probability: float = 0.5   # mixed sparse training: a training clip runs dense with this probability
@@ -201,6 +204,9 @@ class SpVOS(STCN):
             "refresh": jnp.zeros((b,), bool), "dense_clip": jnp.zeros((b,), bool)}
 
 
+SPARSITY_ON = {"sample": "sparsity", "expected": "expected_sparsity", "argmax": "argmax_sparsity"}  # aux names
+
+
 def sparsity_terms(config: SpVOSConfig):
   """The family's `loss_terms(aux, step)`: lambda * sum_l w_l (rho_l - rho*)^2 + mu * sum_l w_l H_l over the
   gated frames (aux stacked [t b ...]), with metrics: the executed MAC fraction of the gated frames (sampled
@@ -210,7 +216,17 @@ def sparsity_terms(config: SpVOSConfig):
   and argmax decisions then agree, so the fraction the sparsity objective trains is the one inference executes
   (without it, training's samples executed 0.64 of the MACs while the argmax of the same gates computed 0.97).
   mu ramps up from 0 over `entropy_ramp_steps`, so the gates first move under the sparsity objective alone.
+
+  `sparsity_on` says what rho_l is: "sample" (the paper) the fraction the straight-through Gumbel samples
+  computed; "expected" the mean probability of `compute`; "argmax" the fraction the argmax decisions compute
+  (what inference executes) with the expected fraction's gradient (straight-through). With samples or expected
+  probabilities, undecided gates satisfy the objective as well as decided sparse ones do, and inference's argmax
+  of such gates computes nearly everything (sessions 6-8, `experiments/README.md`); "argmax" penalises exactly
+  that.
   """
+  if config.sparsity_on not in SPARSITY_ON:
+    raise ValueError(f"sparsity_on must be one of {tuple(SPARSITY_ON)}, not {config.sparsity_on!r}")
+  sparsity_name = SPARSITY_ON[config.sparsity_on]
 
   def terms(aux: dict[str, jax.Array], step: jax.Array):
     ramp = jnp.minimum(1.0, step / max(config.entropy_ramp_steps, 1)) if config.entropy_ramp_steps else 1.0
@@ -219,11 +235,12 @@ def sparsity_terms(config: SpVOSConfig):
     macs, gated = total("macs"), aux["gated"]
     frames = jnp.maximum(jnp.sum(gated), 1.0)
     over_gated = lambda name: jnp.sum(total(name) / macs) / frames  # noqa: E731
-    sparsity, entropy = over_gated("sparsity"), over_gated("entropy")
+    sparsity, entropy = over_gated(sparsity_name), over_gated("entropy")
     loss = config.sparsity_weight * sparsity + ramp * config.entropy_weight * entropy
     return loss, {"sparsity": sparsity, "gate_entropy": entropy,
                   "executed_mac_fraction": jnp.sum(total("executed_macs") / macs * gated) / frames,
                   "argmax_mac_fraction": jnp.sum(total("argmax_macs") / macs * gated) / frames,
+                  "expected_mac_fraction": jnp.sum(total("expected_macs") / macs * gated) / frames,
                   "gated_frames": jnp.mean(gated)}
 
   return terms

@@ -68,6 +68,7 @@ class LayerStats:
   gated: jax.Array            # float32 [b] 1 where the gates decided (not forced dense)
   entropy: jax.Array          # float32 [b] mean entropy of the gates' distributions (0 where dense)
   argmax_fraction: jax.Array  # float32 [b] output pixels the argmax would compute (= fraction at inference)
+  expected: jax.Array         # float32 [b] mean probability of `compute` over the output pixels (1 where dense)
 
 
 class FrameGates:
@@ -186,7 +187,7 @@ class GatedConv(nn.Module):
         ones = jnp.ones(lead[:1], jnp.float32)
         zeros = jnp.zeros_like(ones)
         gates.record(self._path(), flat.reshape(x.shape), y.reshape(*lead, *y.shape[1:]),
-                     LayerStats(ones, self._macs(flat, y, lead), zeros, zeros, ones))
+                     LayerStats(ones, self._macs(flat, y, lead), zeros, zeros, ones, ones))
       return y.reshape(*lead, *y.shape[1:])
     return self._gated(gates, flat, kernel, post, lead)
 
@@ -232,8 +233,9 @@ class GatedConv(nn.Module):
     per_video = lambda v: v.reshape(lead[0], -1).mean(axis=1)  # noqa: E731
     fraction, gated = per_video(computed), 1.0 - per_video(forced.astype(jnp.float32))
     entropy = per_video(jnp.where(forced, 0.0, entropy))
+    expected = per_video(jnp.where(forced, 1.0, sc.tiles_to_pixels(probs[..., COMPUTE], tile, out_hw)))
     gates.record(self._path(), flat.reshape(*lead, *flat.shape[1:]), y.reshape(*lead, *y.shape[1:]),
-                 LayerStats(fraction, self._macs(flat, y, lead), gated, entropy, per_video(would)))
+                 LayerStats(fraction, self._macs(flat, y, lead), gated, entropy, per_video(would), expected))
     return y.reshape(*lead, *y.shape[1:])
 
 
@@ -259,14 +261,21 @@ def summarize(gates: FrameGates, part: str, target: float) -> dict[str, jax.Arra
   """A part's aux outputs (each [b]): `executed/<layer>` (fraction of the layer's outputs computed), and over
   the part's layers `macs/<part>` (dense MACs), `executed_macs/<part>`, `sparsity/<part>`:
   sum_l macs_l (rho_l - target)^2 over the gated layers (the unnormalised SpVOS sparsity objective),
-  `entropy/<part>`: sum_l macs_l H_l (the gates' mean entropy, MAC-weighted) and `argmax_macs/<part>`: the MACs
-  the argmax decisions would execute (in training, where gates are sampled, what inference would run)."""
+  `expected_sparsity/<part>`: the same with rho_l the mean probability of `compute` (differentiable without
+  sampling), `argmax_sparsity/<part>`: with rho_l the argmax decisions' fraction (what inference executes) and
+  the expected fraction's gradient (straight-through), `entropy/<part>`: sum_l macs_l H_l (the gates' mean entropy, MAC-weighted), `argmax_macs/<part>`: the
+  MACs the argmax decisions would execute (in training, where gates are sampled, what inference would run) and
+  `expected_macs/<part>`: sum_l macs_l rho_l with rho_l the mean probability of `compute`."""
   aux = {f"executed/{path}": s.fraction for path, s in gates.stats.items()}
   stats = list(gates.stats.values())
   zero = jnp.zeros_like(stats[0].fraction)
   aux[f"macs/{part}"] = zero + sum(s.macs for s in stats)
   aux[f"executed_macs/{part}"] = zero + sum(s.macs * s.fraction for s in stats)
   aux[f"sparsity/{part}"] = zero + sum(s.macs * s.gated * (s.fraction - target) ** 2 for s in stats)
+  aux[f"expected_sparsity/{part}"] = zero + sum(s.macs * s.gated * (s.expected - target) ** 2 for s in stats)
+  straight = lambda s: s.argmax_fraction + s.expected - jax.lax.stop_gradient(s.expected)  # noqa: E731
+  aux[f"argmax_sparsity/{part}"] = zero + sum(s.macs * s.gated * (straight(s) - target) ** 2 for s in stats)
   aux[f"entropy/{part}"] = zero + sum(s.macs * s.gated * s.entropy for s in stats)
+  aux[f"expected_macs/{part}"] = zero + sum(s.macs * s.expected for s in stats)
   aux[f"argmax_macs/{part}"] = zero + sum(s.macs * s.argmax_fraction for s in stats)
   return aux

@@ -36,8 +36,8 @@ from jaxvos.torch import stcn as stcn_lib
 COMPUTE, REUSE, SKIP = 0, 1, 2
 ACTIONS = {"compute": COMPUTE, "reuse": REUSE, "skip": SKIP}
 # SpVOSConfig fields that only training reads (the twin is for inference): not network arguments.
-TRAINING_FIELDS = ("target", "sparsity_weight", "entropy_weight", "entropy_ramp_steps", "dense_clip_probability",
-                   "gate_init_bias", "temperature", "buckets")
+TRAINING_FIELDS = ("target", "sparsity_weight", "sparsity_on", "entropy_weight", "entropy_ramp_steps",
+                   "dense_clip_probability", "gate_init_bias", "temperature", "buckets")
 
 
 class FrameGates:
