@@ -214,6 +214,15 @@ def test_the_expected_and_argmax_sparsity_terms_train_the_gates_without_sampling
     assert bias_grad[gc.COMPUTE] > 0 and bias_grad[gc.REUSE] < 0 and bias_grad[gc.SKIP] < 0
 
 
+def test_mixed_sparse_training_runs_whole_clips_dense():
+  _, variables = _variables()
+  family = registry.build("spvos-tiny", dense_clip_probability=1.0, **TILES)
+  _, (metrics, aux) = jax.jit(lambda rng: _train_loss(family, variables, rng))(jax.random.key(0))
+  np.testing.assert_array_equal(aux["gated"], 0.0)
+  assert all(np.all(np.asarray(v) == 1.0) for k, v in aux.items() if k.startswith("executed/"))
+  assert float(metrics["sparsity"]) == 0.0
+
+
 ROOT = ""  # the cache key of a GatedConv applied on its own: a root module's path is empty
 
 
