@@ -22,7 +22,9 @@ loss (the schedule is over 300k steps); watch its curves.
     python -m jaxvos train --config experiments/swiftnet/static.py:full --workdir RUNS/swiftnet-static \
         --config.train.init_from=Encoder=ckpt/resnet18
 
-Result (`cpu`, the 2-core CPU): `experiments/README.md`, session 6.
+Result (`cpu`, the 2-core CPU): `experiments/README.md`, session 6 (the collapse) and session 9 (this config from
+random weights: training IoU 0.61 at step 2000, held-out J&F 0.324 at 1000 and 0.185 at 2000; its video stage
+reached 0.524).
 """
 
 import ml_collections
