@@ -263,9 +263,10 @@ def summarize(gates: FrameGates, part: str, target: float) -> dict[str, jax.Arra
   sum_l macs_l (rho_l - target)^2 over the gated layers (the unnormalised SpVOS sparsity objective),
   `expected_sparsity/<part>`: the same with rho_l the mean probability of `compute` (differentiable without
   sampling), `argmax_sparsity/<part>`: with rho_l the argmax decisions' fraction (what inference executes) and
-  the expected fraction's gradient (straight-through), `entropy/<part>`: sum_l macs_l H_l (the gates' mean entropy, MAC-weighted), `argmax_macs/<part>`: the
-  MACs the argmax decisions would execute (in training, where gates are sampled, what inference would run) and
-  `expected_macs/<part>`: sum_l macs_l rho_l with rho_l the mean probability of `compute`."""
+  the expected fraction's gradient (straight-through), `entropy/<part>`: sum_l macs_l H_l (the gates' mean
+  entropy, MAC-weighted), `argmax_macs/<part>`: the MACs the argmax decisions would execute (in training, where
+  gates are sampled, what inference would run) and `expected_macs/<part>`: sum_l macs_l rho_l with rho_l the
+  mean probability of `compute`."""
   aux = {f"executed/{path}": s.fraction for path, s in gates.stats.items()}
   stats = list(gates.stats.values())
   zero = jnp.zeros_like(stats[0].fraction)
