@@ -170,48 +170,47 @@ def test_training_reports_what_the_argmax_would_execute_and_the_gates_entropy():
 def test_the_loss_adds_the_weighted_sparsity_and_entropy_terms():
   config = registry.build("spvos-tiny").config
   aux = {"gated": jnp.array([[1.0], [0.0]])}  # [t b]: the second frame ran dense
-  parts = {"encoder": (30.0, 3.0, 9.0, 15.0, 6.0), "decoder": (10.0, 1.0, 3.0, 5.0, 2.0)}
-  for part, (macs, sparsity, expected_sparsity, argmax_sparsity, entropy) in parts.items():
+  parts = {"encoder": (30.0, 3.0, 6.0), "decoder": (10.0, 1.0, 2.0)}
+  for part, (macs, sparsity, entropy) in parts.items():
     aux.update({f"macs/{part}": jnp.full((2, 1), macs), f"sparsity/{part}": jnp.array([[sparsity], [0.0]]),
-                f"expected_sparsity/{part}": jnp.array([[expected_sparsity], [0.0]]),
-                f"argmax_sparsity/{part}": jnp.array([[argmax_sparsity], [0.0]]),
                 f"entropy/{part}": jnp.array([[entropy], [0.0]]), f"executed_macs/{part}": jnp.full((2, 1), macs),
                 f"argmax_macs/{part}": jnp.full((2, 1), macs), f"expected_macs/{part}": jnp.full((2, 1), macs)})
-  cases = [((1.0, 0.0), 0, 0, "sample"), ((0.5, 2.0), 0, 0, "sample"), ((0.5, 2.0), 100, 25, "sample"),
-           ((0.5, 2.0), 100, 400, "sample"), ((0.5, 2.0), 100, 25, "expected"), ((0.5, 2.0), 0, 0, "argmax")]
-  for weights, ramp, step, on in cases:
-    terms = spvos_lib.sparsity_terms(dataclasses.replace(config, sparsity_weight=weights[0], sparsity_on=on,
+  for weights, ramp, step in [((1.0, 0.0), 0, 0), ((0.5, 2.0), 0, 0), ((0.5, 2.0), 100, 25), ((0.5, 2.0), 100, 400)]:
+    terms = spvos_lib.sparsity_terms(dataclasses.replace(config, sparsity_weight=weights[0],
                                                          entropy_weight=weights[1], entropy_ramp_steps=ramp))
     loss, metrics = terms(aux, jnp.asarray(step, jnp.int32))
-    # (3 + 1) / 40 from the samples, (9 + 3) / 40 from the expected fractions, (15 + 5) / 40 from the argmax
-    sparsity = {"sample": 0.1, "expected": 0.3, "argmax": 0.5}[on]
-    np.testing.assert_allclose(float(metrics["sparsity"]), sparsity, rtol=1e-6)
+    np.testing.assert_allclose(float(metrics["sparsity"]), 0.1, rtol=1e-6)  # (3 + 1) / 40, the gated frame only
     np.testing.assert_allclose(float(metrics["gate_entropy"]), 0.2, rtol=1e-6)
     mu = weights[1] * (min(1.0, step / ramp) if ramp else 1.0)
-    np.testing.assert_allclose(float(loss), weights[0] * sparsity + mu * 0.2, rtol=1e-6)
+    np.testing.assert_allclose(float(loss), weights[0] * 0.1 + mu * 0.2, rtol=1e-6)
   with pytest.raises(ValueError, match="sparsity_on"):
     spvos_lib.sparsity_terms(dataclasses.replace(config, sparsity_on="samples"))
 
 
-def test_the_expected_and_argmax_sparsity_terms_train_the_gates_without_sampling():
-  """rho_l = mean p(compute), or the argmax fraction with that gradient: the objective's value is the analytic
-  one and its gradient reaches the gate logits directly; with p(compute) about 0.79 everywhere (the initial bias),
-  the argmax computing every tile, against rho* 0.58, it lowers the compute logit against the others."""
+def test_the_sparsity_term_takes_rho_from_the_samples_the_probabilities_or_the_argmax():
+  """`sparsity_on`: rho_l of the objective from the sampled decisions (the paper), the mean p(compute) or the
+  argmax decisions with that gradient. On a gated layer with p(compute) about 0.79 everywhere (the initial bias)
+  whose argmax computes every tile, against rho* 0.58, the term's value is the analytic one, and for "expected"
+  and "argmax" its gradient reaches the gate logits directly, lowering compute's logit against the others."""
   apply, variables, x, _ = _gated_layer("argmax")
   bias = np.asarray(variables["params"]["gate"]["logits"]["bias"])
-  for name in ("expected_sparsity", "argmax_sparsity"):
+  for on in ("sample", "expected", "argmax"):
     def objective(variables):
       _, gates = apply(variables, x)
-      aux = gc.summarize(gates, "encoder", 0.58)
-      return aux[f"{name}/encoder"].sum() / aux["macs/encoder"].sum(), gates.stats[ROOT].expected
+      aux = gc.summarize(gates, "encoder", 0.58, on)
+      return aux["sparsity/encoder"].sum() / aux["macs/encoder"].sum(), gates.stats[ROOT].expected
 
     grads, expected = jax.grad(objective, has_aux=True)(variables)
     p = np.exp(bias) / np.exp(bias).sum()
     np.testing.assert_allclose(expected, p[gc.COMPUTE], atol=0.02)  # the kernel's logits are about 0
-    rho = {"expected_sparsity": np.asarray(expected), "argmax_sparsity": np.ones(2)}[name]
+    # an argmax layer's decisions are its argmax: rho = 1 for "sample" too, but with no gradient to the gate
+    rho = {"sample": np.ones(2), "expected": np.asarray(expected), "argmax": np.ones(2)}[on]
     np.testing.assert_allclose(objective(variables)[0], np.mean((rho - 0.58) ** 2), rtol=1e-5)
     bias_grad = np.asarray(grads["params"]["gate"]["logits"]["bias"])
-    assert bias_grad[gc.COMPUTE] > 0 and bias_grad[gc.REUSE] < 0 and bias_grad[gc.SKIP] < 0
+    if on == "sample":
+      np.testing.assert_array_equal(bias_grad, 0.0)
+    else:
+      assert bias_grad[gc.COMPUTE] > 0 and bias_grad[gc.REUSE] < 0 and bias_grad[gc.SKIP] < 0
 
 
 def test_mixed_sparse_training_runs_whole_clips_dense():

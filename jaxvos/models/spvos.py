@@ -27,8 +27,8 @@ mean probability of `compute` or the argmax decisions: `sparsity_on`); optionall
 the gates' mean entropy (`entropy_weight`, off by default), so that sampled and argmax decisions agree.
 
 Aux outputs per frame (each [b]): `executed/<layer path>` (rho_l), `macs/<part>`, `executed_macs/<part>`,
-`sparsity/<part>`, `expected_sparsity/<part>`, `argmax_sparsity/<part>`, `entropy/<part>`, `argmax_macs/<part>`,
-`expected_macs/<part>` for the parts `encoder` and `decoder` (`jaxvos.nn.gated_conv.summarize`) and `gated`
+`sparsity/<part>` (rho_l as `sparsity_on` says), `entropy/<part>`, `argmax_macs/<part>`, `expected_macs/<part>`
+for the parts `encoder` and `decoder` (`jaxvos.nn.gated_conv.summarize`) and `gated`
 (1 where the encoder's gates decided).
 """
 
@@ -42,7 +42,7 @@ from jaxvos.backbones.resnet import resnet_trunk
 from jaxvos.memory.key_value import KeyValueMemoryType
 from jaxvos.models.skeleton import MemoryFamily
 from jaxvos.models.stcn import STCN, KeyProjection, STCNConfig, ValueEncoder
-from jaxvos.nn.gated_conv import FrameGates, GateSettings, gated_factory, summarize
+from jaxvos.nn.gated_conv import RHO, FrameGates, GateSettings, gated_factory, summarize
 from jaxvos.nn.layers import KAIMING_FAN_OUT, conv
 from jaxvos.ops import attention
 from jaxvos.ops.resize import resize_bilinear
@@ -163,7 +163,7 @@ class SpVOS(STCN):
              "feats16": feats["feats16"], "feats8": feats["feats8"], "feats4": feats["feats4"]}
     if cache is None:
       return query, {**self._first_cache(frame, query, info), "encoder": gates.new_caches}, {}
-    aux = summarize(gates, "encoder", self.config.target)
+    aux = summarize(gates, "encoder", self.config.target, self.config.sparsity_on)
     aux["gated"] = 1.0 - gates.forced((frame.shape[0],)).astype(jnp.float32)
     return query, {**cache, "encoder": gates.new_caches}, aux
 
@@ -176,7 +176,8 @@ class SpVOS(STCN):
     logits = self.decoder(jnp.concatenate([readout, value16], axis=-1), query["feats8"], query["feats4"], gates)
     if cache is None:
       return logits, cache, {}
-    return logits, {**cache, "decoder": gates.new_caches}, summarize(gates, "decoder", self.config.target)
+    aux = summarize(gates, "decoder", self.config.target, self.config.sparsity_on)
+    return logits, {**cache, "decoder": gates.new_caches}, aux
 
   def end_frame(self, cache, probs: jax.Array, info):
     """Keeps the frame's soft masks (the next frame's gates look at them) and whether objects were added."""
@@ -204,9 +205,6 @@ class SpVOS(STCN):
             "refresh": jnp.zeros((b,), bool), "dense_clip": jnp.zeros((b,), bool)}
 
 
-SPARSITY_ON = {"sample": "sparsity", "expected": "expected_sparsity", "argmax": "argmax_sparsity"}  # aux names
-
-
 def sparsity_terms(config: SpVOSConfig):
   """The family's `loss_terms(aux, step)`: lambda * sum_l w_l (rho_l - rho*)^2 + mu * sum_l w_l H_l over the
   gated frames (aux stacked [t b ...]), with metrics: the executed MAC fraction of the gated frames (sampled
@@ -224,9 +222,8 @@ def sparsity_terms(config: SpVOSConfig):
   of such gates computes nearly everything (sessions 6-8, `experiments/README.md`); "argmax" penalises exactly
   that.
   """
-  if config.sparsity_on not in SPARSITY_ON:
-    raise ValueError(f"sparsity_on must be one of {tuple(SPARSITY_ON)}, not {config.sparsity_on!r}")
-  sparsity_name = SPARSITY_ON[config.sparsity_on]
+  if config.sparsity_on not in RHO:
+    raise ValueError(f"sparsity_on must be one of {tuple(RHO)}, not {config.sparsity_on!r}")
 
   def terms(aux: dict[str, jax.Array], step: jax.Array):
     ramp = jnp.minimum(1.0, step / max(config.entropy_ramp_steps, 1)) if config.entropy_ramp_steps else 1.0
@@ -235,7 +232,7 @@ def sparsity_terms(config: SpVOSConfig):
     macs, gated = total("macs"), aux["gated"]
     frames = jnp.maximum(jnp.sum(gated), 1.0)
     over_gated = lambda name: jnp.sum(total(name) / macs) / frames  # noqa: E731
-    sparsity, entropy = over_gated(sparsity_name), over_gated("entropy")
+    sparsity, entropy = over_gated("sparsity"), over_gated("entropy")
     loss = config.sparsity_weight * sparsity + ramp * config.entropy_weight * entropy
     return loss, {"sparsity": sparsity, "gate_entropy": entropy,
                   "executed_mac_fraction": jnp.sum(total("executed_macs") / macs * gated) / frames,

@@ -257,25 +257,29 @@ def gated_factory(gates: FrameGates | None, kernel_init: Callable = nn.initializ
   return make
 
 
-def summarize(gates: FrameGates, part: str, target: float) -> dict[str, jax.Array]:
+RHO = {  # what rho_l, a layer's executed fraction in the sparsity objective, is taken from (`summarize`)
+    "sample": lambda s: s.fraction,  # the sampled (training) or argmax (inference) decisions: the paper's
+    "expected": lambda s: s.expected,  # the mean probability of `compute`: differentiable without sampling
+    # the argmax decisions (what inference executes) with the expected fraction's gradient (straight-through)
+    "argmax": lambda s: s.argmax_fraction + s.expected - jax.lax.stop_gradient(s.expected),
+}
+
+
+def summarize(gates: FrameGates, part: str, target: float, rho: str = "sample") -> dict[str, jax.Array]:
   """A part's aux outputs (each [b]): `executed/<layer>` (fraction of the layer's outputs computed), and over
   the part's layers `macs/<part>` (dense MACs), `executed_macs/<part>`, `sparsity/<part>`:
-  sum_l macs_l (rho_l - target)^2 over the gated layers (the unnormalised SpVOS sparsity objective),
-  `expected_sparsity/<part>`: the same with rho_l the mean probability of `compute` (differentiable without
-  sampling), `argmax_sparsity/<part>`: with rho_l the argmax decisions' fraction (what inference executes) and
-  the expected fraction's gradient (straight-through), `entropy/<part>`: sum_l macs_l H_l (the gates' mean
-  entropy, MAC-weighted), `argmax_macs/<part>`: the MACs the argmax decisions would execute (in training, where
-  gates are sampled, what inference would run) and `expected_macs/<part>`: sum_l macs_l rho_l with rho_l the
-  mean probability of `compute`."""
+  sum_l macs_l (rho_l - target)^2 over the gated layers (the unnormalised SpVOS sparsity objective) with rho_l
+  as `RHO[rho]` says, `entropy/<part>`: sum_l macs_l H_l (the gates' mean entropy, MAC-weighted),
+  `argmax_macs/<part>`: the MACs the argmax decisions would execute (in training, where gates are sampled, what
+  inference would run) and `expected_macs/<part>`: sum_l macs_l p_l with p_l the mean probability of
+  `compute`."""
+  fraction = RHO[rho]
   aux = {f"executed/{path}": s.fraction for path, s in gates.stats.items()}
   stats = list(gates.stats.values())
   zero = jnp.zeros_like(stats[0].fraction)
   aux[f"macs/{part}"] = zero + sum(s.macs for s in stats)
   aux[f"executed_macs/{part}"] = zero + sum(s.macs * s.fraction for s in stats)
-  aux[f"sparsity/{part}"] = zero + sum(s.macs * s.gated * (s.fraction - target) ** 2 for s in stats)
-  aux[f"expected_sparsity/{part}"] = zero + sum(s.macs * s.gated * (s.expected - target) ** 2 for s in stats)
-  straight = lambda s: s.argmax_fraction + s.expected - jax.lax.stop_gradient(s.expected)  # noqa: E731
-  aux[f"argmax_sparsity/{part}"] = zero + sum(s.macs * s.gated * (straight(s) - target) ** 2 for s in stats)
+  aux[f"sparsity/{part}"] = zero + sum(s.macs * s.gated * (fraction(s) - target) ** 2 for s in stats)
   aux[f"entropy/{part}"] = zero + sum(s.macs * s.gated * s.entropy for s in stats)
   aux[f"expected_macs/{part}"] = zero + sum(s.macs * s.expected for s in stats)
   aux[f"argmax_macs/{part}"] = zero + sum(s.macs * s.argmax_fraction for s in stats)
