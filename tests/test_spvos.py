@@ -338,6 +338,41 @@ def test_mac_counter_names_every_gated_layer_of_spvos():
   assert dense["decoder/up_8_4/out_conv/conv1"] == 2 * (H // 4) * (W // 4) * 9 * 16 * 16  # per object
 
 
+def test_the_executed_count_takes_the_branch_each_frame_takes():
+  """`executed_counter`: STCN's memory encoding (a `cond` of the skeleton) counts on the frames that memorise,
+  every 5th, and nothing on the others, every other layer as `count_macs` counts it; a `cond` inside a layer of
+  `dense_within` (a gated layer's sparse executor) counts its costliest branch whichever it takes."""
+  variables, _ = _variables()
+  family = registry.build("stcn-tiny")
+  frames, masks = _clip(num_frames=6)
+  valid, no_objects = jnp.ones((1, 2), bool), jnp.zeros((1, 2), bool)
+  state = jax.jit(family.init_memory)(variables, frames[0], masks, valid)
+  args = (variables, state, frames[1], jnp.zeros_like(masks), no_objects)
+  dense = flops.count_macs(family.step, *args)
+  counter = jax.jit(flops.executed_counter(family.step, *args))
+  step = jax.jit(family.step)
+  encoding = {name for name in dense if name.startswith("value_encoder/")}
+  read = lambda counts: sum(v for k, v in counts.items() if k.startswith("memory/"))  # noqa: E731
+  assert encoding and set(counter(*args)) >= set(dense)
+  for t in range(1, 6):
+    counts = {name: float(value) for name, value in counter(variables, state, frames[t], *args[3:]).items()}
+    memorised = t % 5 == 0
+    for name, macs in dense.items():
+      if not name.startswith("memory/"):  # the read: one read for all objects, not per object (same MACs)
+        np.testing.assert_allclose(counts[name], 0.0 if name in encoding and not memorised else macs,
+                                   rtol=1e-6, err_msg=f"{name} at t={t}")
+    np.testing.assert_allclose(read(counts), read(dense), rtol=1e-6)
+    state, _ = step(variables, state, frames[t], *args[3:])
+
+  def layer(x, i):
+    with jax.named_scope("gated"):
+      return jax.lax.cond(i > 0, lambda a: a @ a, lambda a: a, x)
+
+  x = jnp.ones((3, 3))
+  assert float(flops.executed_counter(layer, x, 0)(x, 0)["gated"]) == 0.0
+  assert float(flops.executed_counter(layer, x, 0, dense_within=("gated",))(x, 0)["gated"]) == 27.0
+
+
 @pytest.mark.parametrize("name, dense", [("spvos", "stcn"), ("spvos-r18", "stcn-r18")])
 def test_full_size_spvos_is_its_stcn_plus_gates(name, dense):
   """The grafting rule's premise at the official sizes: STCN's variables, same paths and shapes, plus `gate`

@@ -9,9 +9,10 @@ load of a shared machine hits all of them alike. Per model:
 - ms per frame: the median over every frame but each sequence's first (streaming, as `jaxvos segment` runs a
   video: one jitted step per frame, uint8 RGB in, id map out). The first sequence is segmented once untimed
   before, so compilations (SpVOS compiles one program per bucket of active tiles) fall outside the timing;
-- GMAC per frame: one step's dense count (`bench flops`), and as executed: each gated layer weighted by the
-  fraction of its output it computed on these frames (the `executed/...` aux outputs of SpVOS; a dense model
-  executes everything);
+- GMAC per frame: each frame's count (`bench flops`: the branches the frame took, so a memory encoding counts on
+  the frames it runs and SwiftNet's read on its memory's fill) averaged over the timed frames, `dense` with
+  every gated layer at its dense count, `executed` with each gated layer weighted by the fraction of its output
+  it computed on these frames (the `executed/...` aux outputs of SpVOS; a dense model executes everything);
 - the mean of every other aux output over the frames (in `--out`); SwiftNet's memory-update rate is printed.
 
 The last columns are ratios to the first model: put the model under test first and its dense twin second.
@@ -70,7 +71,13 @@ class _Model:
   executed: dict[str, float] = dataclasses.field(default_factory=dict)  # layer -> sum of per-frame fractions
   aux: dict[str, float] = dataclasses.field(default_factory=dict)  # other aux key -> sum of per-frame means
   frames: int = 0
-  dense_macs: dict[str, int] | None = None
+  macs: dict[str, float] = dataclasses.field(default_factory=dict)  # layer -> sum of per-frame MACs
+  counters: dict[tuple, Any] = dataclasses.field(default_factory=dict)  # state shapes -> jitted MAC counter
+
+  @property
+  def dense_macs(self) -> dict[str, float]:
+    """MACs per layer per frame, gated layers at their dense count (the mean over the timed frames)."""
+    return {name: total / self.frames for name, total in self.macs.items()}
 
 
 def run(args) -> int:
@@ -168,6 +175,8 @@ def _segment(video, models: list[_Model], segmenters: list, *, timed: bool) -> N
   predictions = [[] for _ in models]
   for t, frame in enumerate(video.frames):
     for model, stream, predicted in zip(models, streams, predictions):
+      if timed and t > 0:
+        _count_macs(model, stream, frame)
       start = time.perf_counter()
       predicted.append(stream(frame, first if t == 0 else None))  # host ids: the frame's work is done
       if timed and t > 0:
@@ -181,20 +190,26 @@ def _segment(video, models: list[_Model], segmenters: list, *, timed: bool) -> N
       sums, name = (model.executed, key[len(EXECUTED):]) if key.startswith(EXECUTED) else (model.aux, key)
       sums[name] = sums.get(name, 0.0) + stats["mean"] * steps
     model.frames += steps
-    if model.dense_macs is None:
-      model.dense_macs = _dense_macs(model, stream, video.frames[1])
 
 
-def _dense_macs(model: _Model, stream, frame: np.ndarray) -> dict[str, int]:
-  """MACs per layer of one step of `model` at the stream's frame size."""
+def _count_macs(model: _Model, stream, frame: np.ndarray) -> None:
+  """Adds the MACs per layer of `model`'s step on `frame` from the stream's state (before the step) to
+  `model.macs`, gated layers at their dense count: `jaxvos.bench.flops.executed_counter`, one per state shape."""
+  import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from jaxvos.bench import flops  # pylint: disable=g-import-not-at-top
   from jaxvos.inference import frames as frames_lib  # pylint: disable=g-import-not-at-top
   x = frames_lib.preprocess(jnp.asarray(frame[None]), stream.geometry)
   objects = len(stream.slot_ids)
-  masks = jnp.zeros((1, objects, *stream.geometry.model_hw), jnp.float32)
-  return flops.count_macs(model.family.step, model.variables, stream.state, x, masks,
-                          jnp.zeros((1, objects), bool))
+  args = (model.variables, stream.state, x, jnp.zeros((1, objects, *stream.geometry.model_hw), jnp.float32),
+          jnp.zeros((1, objects), bool))
+  key = tuple((leaf.shape, str(leaf.dtype)) for leaf in jax.tree.leaves(args[1:]))
+  if key not in model.counters:
+    aux = jax.eval_shape(model.family.step, *args)[1].aux
+    gated = tuple(name[len(EXECUTED):] for name in aux if name.startswith(EXECUTED))
+    model.counters[key] = jax.jit(flops.executed_counter(model.family.step, *args, dense_within=gated))
+  for name, macs in model.counters[key](*args).items():
+    model.macs[name] = model.macs.get(name, 0.0) + float(macs)
 
 
 def _report(models: list[_Model], videos: list) -> list[dict]:

@@ -3,14 +3,17 @@
 Counted from the jaxpr of one `step` (shapes only): for every convolution, output elements x kernel taps x input
 channels per group; for every matmul (`dot_general`: the memory read-out, attention, 1x1 layers written as
 `Dense`), output elements x contracted size. Layers are named by Flax's module path (the jaxpr's name stack).
-Branches of a `lax.switch`/`cond` count as the costliest one (the sparse executor's dense branch, so the count is
-the dense one; the memory encoding counts as on a memorised frame, every `every`-th at inference), a `scan` as
-its length times its body. Any family can be counted.
+`count_macs` counts a `lax.switch`/`cond` as its costliest branch (the memory encoding as on a memorised frame),
+a `scan` as its length times its body. `executed_counter` counts what one call executes: the branch each
+`cond` takes (the memory encoding only on the frames that memorise, every `every`-th at inference; SwiftNet's
+read on its memory's fill), but inside a gated layer, whose sparse executor counts as its dense branch. Any
+family can be counted.
 
-Then the model segments a short synthetic video (the drifting texture of `bench segment`, boxes as objects,
-random or `--checkpoint` weights) and every layer with an executed fraction in the step's aux outputs
-(`executed/<layer path>`: SpVOS's gated convolutions, `jaxvos.models.spvos`) is scaled by its mean over the
-frames after the first; every other layer executes its dense count.
+The model segments a short synthetic video (the drifting texture of `bench segment`, boxes as objects, random
+or `--checkpoint` weights); each frame after the first is counted (`dense`: every gated layer at its dense
+count) and every layer with an executed fraction in the step's aux outputs (`executed/<layer path>`: SpVOS's
+gated convolutions, `jaxvos.models.spvos`) is scaled by its mean over those frames (`executed`); every other
+layer executes its dense count.
 
     python -m jaxvos bench flops --model spvos-r18 [--checkpoint DIR] [--size 480] [--frames 10] [--objects 2]
         [--layers]
@@ -61,25 +64,37 @@ def _sub_jaxprs(eqn):
         yield sub
 
 
-def _walk(jaxpr, prefix: str) -> collections.Counter:
-  """MACs by name stack in `jaxpr` and its sub-jaxprs (see the module docstring for cond and scan)."""
+def _eqn_macs(eqn, name: str, every_branch: bool = False) -> collections.Counter:
+  """The MACs one equation adds, by name stack (see the module docstring for cond and scan); `every_branch`:
+  every branch of a cond counted (for the names that can occur, not for their sum)."""
+  primitive = eqn.primitive.name
+  if primitive == "conv_general_dilated":
+    return collections.Counter({name: conv_macs(eqn)})
+  if primitive == "dot_general":
+    return collections.Counter({name: dot_macs(eqn)})
+  counts = collections.Counter()
+  if primitive == "cond":
+    branches = [_walk(branch.jaxpr, name, every_branch) for branch in eqn.params["branches"]]
+    for branch in branches if every_branch else [max(branches, key=lambda c: sum(c.values()))]:
+      counts.update(branch)
+  elif primitive == "scan":
+    inner = _walk(eqn.params["jaxpr"].jaxpr, name, every_branch)
+    counts.update({key: value * eqn.params["length"] for key, value in inner.items()})
+  else:
+    for sub in _sub_jaxprs(eqn):
+      counts.update(_walk(sub, name, every_branch))
+  return counts
+
+
+def _name(eqn, prefix: str) -> str:
+  return "/".join(p for p in (prefix, _module_path(str(eqn.source_info.name_stack))) if p)
+
+
+def _walk(jaxpr, prefix: str, every_branch: bool = False) -> collections.Counter:
+  """MACs by name stack in `jaxpr` and its sub-jaxprs."""
   counts = collections.Counter()
   for eqn in jaxpr.eqns:
-    name = "/".join(p for p in (prefix, _module_path(str(eqn.source_info.name_stack))) if p)
-    primitive = eqn.primitive.name
-    if primitive == "conv_general_dilated":
-      counts[name] += conv_macs(eqn)
-    elif primitive == "dot_general":
-      counts[name] += dot_macs(eqn)
-    elif primitive == "cond":
-      branches = [_walk(branch.jaxpr, name) for branch in eqn.params["branches"]]
-      counts.update(max(branches, key=lambda c: sum(c.values())))
-    elif primitive == "scan":
-      inner = _walk(eqn.params["jaxpr"].jaxpr, name)
-      counts.update({key: value * eqn.params["length"] for key, value in inner.items()})
-    else:
-      for sub in _sub_jaxprs(eqn):
-        counts.update(_walk(sub, name))
+    counts.update(_eqn_macs(eqn, _name(eqn, prefix), every_branch))
   return counts
 
 
@@ -87,6 +102,62 @@ def count_macs(fn: Callable, *args) -> dict[str, int]:
   """Dense MACs of every convolution and matmul of `fn(*args)` by module path (arrays or shape structs)."""
   import jax  # pylint: disable=g-import-not-at-top
   return dict(_walk(jax.make_jaxpr(fn)(*args).jaxpr, ""))
+
+
+_CALLS = ("jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call", "remat", "checkpoint")
+
+
+def executed_counter(fn: Callable, *args, dense_within: tuple[str, ...] = ()) -> Callable:
+  """`counts(*args)` -> {module path: MACs}: what `fn` executes on these arguments (their shapes: `args`), as
+  traced scalars, so jit it. Every `cond`/`switch` counts the branch it takes (a memory encoding counts on the
+  frames it runs, SwiftNet's read on the memory's fill), but those inside a layer of `dense_within` (the gated
+  layers, whose sparse executor's buckets count as the dense branch: their executed fraction scales them), and
+  a `scan` counts its length times its body's costliest branches, as `count_macs`. Only the computation the
+  branch decisions depend on survives XLA's dead-code elimination: the count costs far less than `fn`."""
+  import jax  # pylint: disable=g-import-not-at-top
+  closed = jax.make_jaxpr(fn)(*args)
+  index = {name: i for i, name in enumerate(sorted(_walk(closed.jaxpr, "", every_branch=True)))}
+
+  def counts(*args):
+    _, vector = _evaluate(closed.jaxpr, closed.consts, jax.tree.leaves(args), "", index, dense_within)
+    return {name: vector[i] for name, i in index.items()}
+
+  return counts
+
+
+def _evaluate(jaxpr, consts, args, prefix: str, index: dict[str, int], dense_within: tuple[str, ...]):
+  """(outputs of `jaxpr` on `args`, MACs executed by name as a vector over `index`): `executed_counter`."""
+  import functools  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  env = dict(zip(jaxpr.constvars, consts)) | dict(zip(jaxpr.invars, args))
+  read = lambda v: v.val if type(v).__name__ == "Literal" else env[v]  # noqa: E731
+  static, vector = collections.Counter(), jnp.zeros(len(index), jnp.float32)
+  for eqn in jaxpr.eqns:
+    name, values, primitive = _name(eqn, prefix), [read(v) for v in eqn.invars], eqn.primitive.name
+    sub = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr")) if primitive in _CALLS else None
+    if primitive == "cond" and not any(name == p or name.startswith(p + "/") for p in dense_within):
+      branches = [functools.partial(_evaluate_closed, branch, name, index, dense_within)
+                  for branch in eqn.params["branches"]]
+      outs, executed = jax.lax.switch(values[0], branches, *values[1:])
+      vector = vector + executed
+    elif hasattr(sub, "consts"):
+      outs, executed = _evaluate(sub.jaxpr, sub.consts, values, name, index, dense_within)
+      vector = vector + executed
+    else:
+      static.update(_eqn_macs(eqn, name))
+      outs = eqn.primitive.bind(*values, **eqn.primitive.get_bind_params(eqn.params))
+      outs = outs if eqn.primitive.multiple_results else [outs]
+    env.update(zip(eqn.outvars, outs))
+  static_vector = np.zeros(len(index), np.float32)
+  for name, macs in static.items():
+    static_vector[index[name]] = macs
+  return [read(v) for v in jaxpr.outvars], vector + static_vector
+
+
+def _evaluate_closed(closed, prefix, index, dense_within, *args):
+  outs, executed = _evaluate(closed.jaxpr, closed.consts, args, prefix, index, dense_within)
+  return outs, executed
 
 
 def executed_macs(dense: dict[str, int], fractions: dict[str, float]) -> dict[str, float]:
@@ -99,23 +170,29 @@ def executed_macs(dense: dict[str, int], fractions: dict[str, float]) -> dict[st
   return executed
 
 
-def measure(family, variables, frames: np.ndarray, masks: np.ndarray) -> tuple[dict[str, int], dict[str, float]]:
-  """(dense MACs per layer of one step, mean executed fraction per gated layer) on frames [t h w 3] (normalised,
-  sizes multiples of 16) with the first frame's masks [o h w]."""
+def measure(family, variables, frames: np.ndarray, masks: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
+  """(MACs per layer per frame, each frame's taken branches, gated layers at their dense count, and mean executed
+  fraction per gated layer), both over the frames after the first, on frames [t h w 3] (normalised, sizes
+  multiples of 16) with the first frame's masks [o h w]."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   valid = jnp.ones((1, masks.shape[0]), bool)
   masks = jnp.asarray(masks[None], jnp.float32)
   no_masks, no_objects = jnp.zeros_like(masks), jnp.zeros_like(valid)
   state = jax.jit(family.init_memory)(variables, jnp.asarray(frames[:1]), masks, valid)
-  dense = count_macs(family.step, variables, state, jnp.asarray(frames[1:2]), no_masks, no_objects)
-  step, sums = jax.jit(family.step), collections.defaultdict(float)
+  args = (variables, state, jnp.asarray(frames[1:2]), no_masks, no_objects)
+  gated = tuple(key[len("executed/"):] for key in jax.eval_shape(family.step, *args)[1].aux
+                if key.startswith("executed/"))
+  counter = jax.jit(executed_counter(family.step, *args, dense_within=gated))
+  step, sums, macs = jax.jit(family.step), collections.defaultdict(float), collections.defaultdict(float)
   for frame in frames[1:]:
+    for name, value in counter(variables, state, jnp.asarray(frame[None]), no_masks, no_objects).items():
+      macs[name] += float(value) / (len(frames) - 1)
     state, output = step(variables, state, jnp.asarray(frame[None]), no_masks, no_objects)
     for key, value in output.aux.items():
       if key.startswith("executed/"):
         sums[key[len("executed/"):]] += float(np.mean(value)) / (len(frames) - 1)
-  return dense, dict(sums)
+  return dict(macs), dict(sums)
 
 
 def _module_path(name_stack: str) -> str:
