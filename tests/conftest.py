@@ -1,18 +1,10 @@
-"""Test settings: 8 simulated CPU devices and XLA's CPU backend at -O0 (set before JAX starts), paths to the shared
-data.
-
-The suite is compile-bound: its programs are tiny models on tiny frames that compile in tens of seconds and run in
-a fraction of one. LLVM at -O0 halves the compile (spvos-tiny's train step: 51 -> 26 s) and doubles the run
-(0.4 -> 0.8 s); numerics are XLA's own either way (no fast-math at any level), so every tolerance holds. Speed is
-measured by `python -m jaxvos bench`, which compiles at the default level.
-"""
+"""Test settings: 8 simulated CPU devices (set before JAX starts) and paths to the shared data."""
 
 import os
 import pathlib
 
 os.environ["XLA_FLAGS"] = " ".join(
-    [os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8",
-     "--xla_backend_optimization_level=0"]).strip()
+    [os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8"]).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import pytest  # noqa: E402
