@@ -338,6 +338,18 @@ def test_mac_counter_names_every_gated_layer_of_spvos():
   assert dense["decoder/up_8_4/out_conv/conv1"] == 2 * (H // 4) * (W // 4) * 9 * 16 * 16  # per object
 
 
+def test_mac_counter_keeps_submodules_named_in_capitals():
+  """SwiftNet's modules keep the released names (`Encoder`, `LAE`, `Decoder`): only the root's scope is dropped."""
+  family = registry.build("swiftnet-tiny")
+  variables = jax.eval_shape(lambda key: family.init(key, (H, W)), jax.random.key(0))
+  frames, masks = _clip()
+  valid = jnp.ones((1, 2), bool)
+  state = jax.eval_shape(family.init_memory, variables, frames[0], masks, valid)
+  dense = flops.count_macs(family.step, variables, state, frames[1], masks, valid)
+  assert dense["Encoder/conv1"] == (H // 2) * (W // 2) * 49 * 3 * 16
+  assert {"LAE/conv1_m", "Decoder/pred2", "aspp/conv1"} <= set(dense)
+
+
 def test_the_executed_count_takes_the_branch_each_frame_takes():
   """`executed_counter`: STCN's memory encoding (a `cond` of the skeleton) counts on the frames that memorise,
   every 5th, and nothing on the others, every other layer as `count_macs` counts it; a `cond` inside a layer of

@@ -196,11 +196,15 @@ def measure(family, variables, frames: np.ndarray, masks: np.ndarray) -> tuple[d
 
 
 def _module_path(name_stack: str) -> str:
-  """A name stack as a module path: the root class and method scopes (`SpVOS.encode_query`, `conv1._gated`)
-  dropped; an einsum outside any module (the memory read-out) as `memory/<equation>`."""
+  """A name stack as a module path: the root module's scope (`SpVOS.encode_query`, or its class name `BasicBlock`
+  when applied on its own) and method scopes (`conv1._gated`) dropped, submodules named in capitals (SwiftNet's
+  `Encoder`, `LAE`) kept; an einsum outside any module (the memory read-out) as `memory/<equation>`."""
   if "->" in name_stack:
     return "memory/" + name_stack.split("/")[-1]
-  return "/".join(c for c in name_stack.split("/") if c and "." not in c and not c[0].isupper())
+  scopes = [c for c in name_stack.split("/") if c]
+  if scopes and scopes[0][0].isupper():
+    scopes = scopes[1:]
+  return "/".join(c for c in scopes if "." not in c)
 
 
 def _parts(counts: dict[str, float]) -> dict[str, float]:
