@@ -218,6 +218,33 @@ def test_reads_run_over_the_shortest_prefix_holding_the_valid_memory():
                                rtol=1e-5, atol=1e-6)
 
 
+def test_a_top_k_read_is_a_softmax_over_each_positions_k_best_matches():
+  """`PixelMemoryConfig.top_k`: against a NumPy read of each query position's k largest dot products / sqrt(ck)
+  among the positions its object may attend to; k at least the memory's size is the full read."""
+  config = PixelMemoryConfig(pinned=2, beta=0.25, pool_updates=4)
+  _, memories = _run_trigger(config, np.where(np.arange(8) % 2, 0.9, 0.1))
+  memory = memories[-1]
+  rng = np.random.RandomState(5)
+  memory = memory.replace(keys=jnp.asarray(rng.randn(*memory.keys.shape), jnp.float32),
+                          values=jnp.asarray(rng.randn(*memory.values.shape), jnp.float32))
+  query = rng.randn(1, 8, memory.keys.shape[-1]).astype(np.float32)
+  keys, values, allowed = (np.asarray(a)[0] for a in (memory.keys, memory.values, memory.object_positions()))
+  for k in (1, 3):
+    expected = np.zeros((keys.shape[0], 8, values.shape[-1]), np.float32)
+    for o in range(keys.shape[0]):
+      positions = np.flatnonzero(allowed[o])
+      assert len(positions) > 3
+      scores = query[0] @ keys[o, positions].T / np.sqrt(keys.shape[-1])  # [n m]
+      for n, row in enumerate(scores):
+        best = np.argsort(-row)[:k]
+        weights = np.exp(row[best] - row[best].max())
+        expected[o, n] = (weights / weights.sum()) @ values[o, positions[best]]
+    np.testing.assert_allclose(pam.full_read(memory, jnp.asarray(query), top_k=k)[0], expected, rtol=1e-4,
+                               atol=1e-5)
+  np.testing.assert_allclose(pam.full_read(memory, jnp.asarray(query), top_k=keys.shape[1]),
+                             pam.full_read(memory, jnp.asarray(query)), rtol=1e-6)
+
+
 def test_pixel_match_with_every_position_equals_the_full_match():
   family_full, variables = _tiny()
   family_match, _ = _tiny(match_fraction=1.0)
