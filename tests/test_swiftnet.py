@@ -220,7 +220,8 @@ def test_reads_run_over_the_shortest_prefix_holding_the_valid_memory():
 
 def test_a_top_k_read_is_a_softmax_over_each_positions_k_best_matches():
   """`PixelMemoryConfig.top_k`: against a NumPy read of each query position's k largest dot products / sqrt(ck)
-  among the positions its object may attend to; k at least the memory's size is the full read."""
+  among the positions its object may attend to; k at least the memory's size is the full read. `key_norm`: the
+  read of the memory with its keys rescaled."""
   config = PixelMemoryConfig(pinned=2, beta=0.25, pool_updates=4)
   _, memories = _run_trigger(config, np.where(np.arange(8) % 2, 0.9, 0.1))
   memory = memories[-1]
@@ -243,6 +244,10 @@ def test_a_top_k_read_is_a_softmax_over_each_positions_k_best_matches():
                                atol=1e-5)
   np.testing.assert_allclose(pam.full_read(memory, jnp.asarray(query), top_k=keys.shape[1]),
                              pam.full_read(memory, jnp.asarray(query)), rtol=1e-6)
+  # key_norm: the same read over memory keys rescaled to norm 2
+  rescaled = memory.replace(keys=memory.keys * 2.0 / jnp.linalg.norm(memory.keys, axis=-1, keepdims=True))
+  np.testing.assert_allclose(pam.full_read(memory, jnp.asarray(query), key_norm=2.0),
+                             pam.full_read(rescaled, jnp.asarray(query)), rtol=1e-5, atol=1e-6)
 
 
 def test_pixel_match_with_every_position_equals_the_full_match():

@@ -144,7 +144,8 @@ def _with_field(model: _Model, path: str, item: str) -> _Model | None:
   except json.JSONDecodeError:
     value = text
   meta = io.read_meta(path)
-  config = json.loads(json.dumps(meta["config"]))  # a deep copy
+  # the family's whole config: fields added since the checkpoint was written take their defaults
+  config = families.config_dict(families.build(meta["family"], meta["config"]))
   *parents, leaf = field.split(".")
   node = config
   for name in parents:

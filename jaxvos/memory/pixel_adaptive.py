@@ -77,10 +77,13 @@ class PixelMemoryConfig:
   match_fraction: float | None = None  # pixel-wise match budget (fraction of positions); None: full match
   read_buckets: int = 4              # static memory prefixes reads choose from by fill (1: always all of it)
   top_k: int | None = None           # a read keeps each query position's k best matches (STCN's); None: all
+  key_norm: float | None = None      # reads see memory keys rescaled to this L2 norm; None: as encoded (paper)
 
   def __post_init__(self):
     if min(self.pinned, self.pool_updates, self.max_interval, self.read_buckets, self.top_k or 1) < 1:
       raise ValueError("pinned, pool_updates, max_interval, read_buckets and top_k must be >= 1")
+    if self.key_norm is not None and self.key_norm <= 0:
+      raise ValueError(f"key_norm must be > 0, got {self.key_norm}")
     if not 0.0 < self.beta <= 1.0 or not (self.match_fraction is None or 0.0 < self.match_fraction <= 1.0):
       raise ValueError(f"beta and match_fraction must be in (0, 1], got {self.beta}, {self.match_fraction}")
     if self.combine not in ("or", "and"):
@@ -89,6 +92,10 @@ class PixelMemoryConfig:
   def update_size(self, n: int) -> int:
     """k: positions appended per pixel-wise update of a frame of n positions."""
     return budget(self.beta, n)
+
+  def read_options(self) -> dict:
+    """`full_read`'s keyword arguments from this config."""
+    return {"top_k": self.top_k, "key_norm": self.key_norm}
 
   def layout(self, n: int) -> "Layout":
     """Static positions of the memory for frames of n positions (module docstring)."""
@@ -278,13 +285,19 @@ def pixel_update(memory: PixelMemory, config: PixelMemoryConfig, keys: jax.Array
 
 
 def full_read(memory: PixelMemory, query_keys: jax.Array, ends: tuple[int, ...] | None = None,
-              top_k: int | None = None) -> jax.Array:
+              top_k: int | None = None, key_norm: float | None = None) -> jax.Array:
   """Read-out [b o n cv] of every query position (query_keys [b n ck]) over the valid memory (each object over
   what was written since it appeared; keys are per object, so this costs nothing), computed over the shortest
-  of the prefixes `ends` (default: all of memory) holding it; `top_k`: over each position's k best matches."""
+  of the prefixes `ends` (default: all of memory) holding it; `top_k`: over each position's k best matches;
+  `key_norm`: the memory keys rescaled to that L2 norm first."""
   ends = ends or (memory.written_at.shape[1],)
-  read = lambda mk, mv, valid: attention.read_memory(  # noqa: E731
-      attention.dot_affinity, mk, query_keys, mv, valid, top_k)
+
+  def read(keys, values, valid):
+    if key_norm is not None:
+      norms = jnp.sqrt(jnp.sum(jnp.square(keys.astype(jnp.float32)), axis=-1, keepdims=True))
+      keys = (keys * (key_norm / jnp.maximum(norms, 1e-6))).astype(keys.dtype)
+    return attention.read_memory(attention.dot_affinity, keys, query_keys, values, valid, top_k)
+
   return over_filled_prefix(memory, memory.written_at >= 0, ends, read, memory.object_positions())
 
 
@@ -295,12 +308,12 @@ def patch_change(frame: jax.Array, prev_frame: jax.Array, grid_hw: tuple[int, in
 
 
 def pixel_match(memory: PixelMemory, query_keys: jax.Array, change: jax.Array, budget_k: int,
-                ends: tuple[int, ...] | None = None, top_k: int | None = None) -> jax.Array:
+                ends: tuple[int, ...] | None = None, **read) -> jax.Array:
   """Read-out [b o n cv]: the `budget_k` positions of largest `change` [b n] matched against memory (over the
   prefixes `ends`, as `full_read`), the others kept from `memory.readout`."""
   _, index = jax.lax.top_k(change, budget_k)  # [b k]
   chosen = jnp.take_along_axis(query_keys, index[..., None], axis=1)
-  fresh = full_read(memory, chosen, ends, top_k)  # [b o k cv]
+  fresh = full_read(memory, chosen, ends, **read)  # [b o k cv]; read: full_read's top_k, key_norm
   return jax.vmap(lambda old, i, new: old.at[:, i].set(new))(memory.readout, index, fresh)
 
 
@@ -327,21 +340,21 @@ class PixelAdaptiveMemoryType:
     memory = write(memory, keys, values, zeros_b, jnp.ones((b,), bool), info.t)
     if readout_n:
       memory = memory.replace(readout=full_read(memory, _flat_query(query["key16"]), layout.read_ends,
-                                                self.config.top_k))
+                                                **self.config.read_options()))
     return memory
 
   def read(self, memory: PixelMemory, query, info):
     del info
     b, h, w, _ = query["key16"].shape
     query_keys, ends = _flat_query(query["key16"]), self.config.layout(h * w).read_ends
-    matched, top_k = jnp.ones((b,), jnp.float32), self.config.top_k
+    matched, options = jnp.ones((b,), jnp.float32), self.config.read_options()
     if self.config.match_fraction is None:
-      readout = full_read(memory, query_keys, ends, top_k)
+      readout = full_read(memory, query_keys, ends, **options)
     else:
       k = budget(self.config.match_fraction, h * w)
       change = patch_change(query["frame_small"], memory.prev_frame, (h, w))
-      readout = jax.lax.cond(jnp.any(memory.stale), lambda: full_read(memory, query_keys, ends, top_k),
-                             lambda: pixel_match(memory, query_keys, change, k, ends, top_k))
+      readout = jax.lax.cond(jnp.any(memory.stale), lambda: full_read(memory, query_keys, ends, **options),
+                             lambda: pixel_match(memory, query_keys, change, k, ends, **options))
       matched = jnp.where(jnp.any(memory.stale), 1.0, k / (h * w)) * matched
       memory = memory.replace(readout=readout, stale=jnp.zeros_like(memory.stale))
     readout = readout.reshape(b, readout.shape[1], h, w, readout.shape[-1])
