@@ -122,7 +122,8 @@ def save_twin(path, family, variables) -> None:
   jaxvos_torch.save(path, family.name, families.config_dict(family), tensors)
 
 
-CASES = [("swiftnet-tiny", {}, 1), ("swiftnet-tiny", SMALL_MEMORY, 2), ("swiftnet", {}, 1)]
+CASES = [("swiftnet-tiny", {}, 1), ("swiftnet-tiny", SMALL_MEMORY, 2), ("swiftnet", {}, 1),
+         ("swiftnet-tiny", dict(SMALL_MEMORY, top_k=3, key_norm=4.0), 2)]  # the read's options
 
 
 @pytest.mark.parametrize("name,memory,pool_writes", CASES)

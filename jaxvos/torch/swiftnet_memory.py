@@ -35,10 +35,14 @@ class PixelMemoryConfig:
   combine: str = "or"
   match_fraction: float | None = None
   read_buckets: int = 4  # jaxvos's compute buckets; kept for the config's round trip, reads here use all of memory
+  top_k: int | None = None
+  key_norm: float | None = None
 
   def __post_init__(self):
-    if min(self.pinned, self.pool_updates, self.max_interval, self.read_buckets) < 1:
-      raise ValueError("pinned, pool_updates, max_interval and read_buckets must be >= 1")
+    if min(self.pinned, self.pool_updates, self.max_interval, self.read_buckets, self.top_k or 1) < 1:
+      raise ValueError("pinned, pool_updates, max_interval, read_buckets and top_k must be >= 1")
+    if self.key_norm is not None and self.key_norm <= 0:
+      raise ValueError(f"key_norm must be > 0, got {self.key_norm}")
     if not 0.0 < self.beta <= 1.0 or not (self.match_fraction is None or 0.0 < self.match_fraction <= 1.0):
       raise ValueError(f"beta and match_fraction must be in (0, 1], got {self.beta}, {self.match_fraction}")
     if self.combine not in ("or", "and"):
@@ -163,9 +167,14 @@ class PixelMemory:
     self.written_at[offset:end] = self.num_frames
 
   def read_positions(self, query_keys: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
-    """Read-out [o n cv] of query_keys [n ck] (of its rows `index` [k] only, when given: [o k cv])."""
-    affinity = memory_lib.dot_affinity(self.keys, query_keys if index is None else query_keys[index])
-    return memory_lib.read(affinity, self.values, self.object_positions(), None)
+    """Read-out [o n cv] of query_keys [n ck] (of its rows `index` [k] only, when given: [o k cv]), over each
+    position's `top_k` best matches and with memory keys rescaled to `key_norm` where the config says so."""
+    keys = self.keys
+    if self.config.key_norm is not None:
+      norms = torch.sqrt(torch.sum(keys.float() ** 2, dim=-1, keepdim=True))
+      keys = (keys * (self.config.key_norm / torch.clamp(norms, min=1e-6))).to(keys.dtype)
+    affinity = memory_lib.dot_affinity(keys, query_keys if index is None else query_keys[index])
+    return memory_lib.read(affinity, self.values, self.object_positions(), self.config.top_k)
 
   def read(self, query_keys: torch.Tensor, frame_small: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
     """The frame's read-out [o n cv] (query_keys [n ck]): the full match, or the pixel-wise one (module doc)."""

@@ -6,7 +6,7 @@ on the object's memory positions when the memory holds that frame alone; the med
 query keys; the spread of the affinities; and the light aggregation encoder's output norm at positions at least
 2 from the map's border and on it (session 10, `experiments/README.md`).
 
-    python experiments/swiftnet/read_diagnostic.py RUNS/swiftnet-static-video-cpu/export/final \
+    python experiments/swiftnet_read_diagnostic.py RUNS/swiftnet-static-video-cpu/export/final \
         --sequence bmx-trees --sizes 96,160
 """
 
@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from jaxvos.convert import io  # noqa: E402  pylint: disable=g-import-not-at-top
 from jaxvos.inference.frames import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402  pylint: disable=g-import-not-at-top
@@ -65,7 +65,7 @@ def main() -> None:
   parser.add_argument("model", help="a SwiftNet model directory")
   parser.add_argument("--sequence", default="bmx-trees")
   parser.add_argument("--sizes", default="96,160")
-  parser.add_argument("--davis-root", default=os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared",
+  parser.add_argument("--davis-root", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared",
                                                            "data", "davis2016-240p"))
   args = parser.parse_args()
   family, variables = io.load_model(args.model)
