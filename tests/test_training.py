@@ -11,17 +11,24 @@ import pathlib
 import subprocess
 import sys
 import time
+import warnings
 
 import jax
 import numpy as np
 import pytest
 from jax.experimental.compilation_cache import compilation_cache as jax_cache
 
+from data_pipelines.errors import DataWarning
+
 from jaxvos.cli import main as cli_main
 from jaxvos.cli import train as train_cli
 from jaxvos.training import checkpoint as checkpoint_lib
 from jaxvos.training import data as data_lib
 from jaxvos.training import loop, sharding
+
+# The tests shorten runs with --config.train.steps, which warns that derived schedules do not follow (checked in
+# test_overrides_are_parsed_by_the_type_of_their_field).
+pytestmark = pytest.mark.filterwarnings("ignore:.*--config.train.steps=:data_pipelines.errors.DataWarning")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SMOKE_CONFIG = str(REPO / "experiments" / "stcn" / "smoke.py")
@@ -250,10 +257,15 @@ def test_train_command_refuses_a_bad_config_in_one_line(arguments, message, tmp_
 
 
 def test_overrides_are_parsed_by_the_type_of_their_field():
-  config = train_cli.load_config(SMOKE_CONFIG, [
-      "--config.data.crop_hw=64,48", "--config.train.remat=true", "--config.optimizer.learning_rate=2e-4",
-      "--config.val.sequences=blackswan,bmx-trees", "--config.train.init_from=key_encoder=a/r50,value_encoder=b",
-      "--config.train_model.top_k=7", "--config.train.steps=5", "--config.train.steps=6"])
+  with pytest.warns(DataWarning, match=r"smoke.py: --config.train.steps=6: what the config derives from its 1000 "):
+    config = train_cli.load_config(SMOKE_CONFIG, [
+        "--config.data.crop_hw=64,48", "--config.train.remat=true", "--config.optimizer.learning_rate=2e-4",
+        "--config.val.sequences=blackswan,bmx-trees", "--config.train.init_from=key_encoder=a/r50,value_encoder=b",
+        "--config.train_model.top_k=7", "--config.train.steps=5", "--config.train.steps=6"])
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    train_cli.load_config(SMOKE_CONFIG, ["--config.train.steps=1000"])  # the file's own count: no warning
+  assert not [w for w in caught if issubclass(w.category, DataWarning)]
   assert config.data.crop_hw == (64, 48) and config.train.remat is True and config.optimizer.learning_rate == 2e-4
   assert config.val.sequences == ("blackswan", "bmx-trees")
   assert config.train.init_from == "key_encoder=a/r50,value_encoder=b"

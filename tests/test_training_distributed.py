@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from jaxvos.training import checkpoint as checkpoint_lib
 from jaxvos.training import sharding
@@ -15,6 +16,7 @@ from tests.test_training import compilation_cache  # noqa: F401  (a fixture: the
 from tests.test_training import REPO, SMOKE_CONFIG, TEST_OVERRIDES, Run, assert_trees_close, metric_lines
 
 STEPS = 3
+pytestmark = pytest.mark.filterwarnings("ignore:.*--config.train.steps=:data_pipelines.errors.DataWarning")
 
 
 def free_port() -> int:

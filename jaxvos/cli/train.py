@@ -34,7 +34,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from data_pipelines.errors import DataError
+from data_pipelines.errors import DataError, warn
 
 DESCRIPTION = """Train a model from an experiments/<family>/<stage>.py config; running the same command again
 resumes from the latest checkpoint in --workdir. Config fields are overridden with --config.KEY=VALUE, parsed by
@@ -106,6 +106,9 @@ def load_config(path: str, overrides: Sequence[str] = ()) -> ml_collections.Conf
   Both are `ml_collections.config_flags`'s: the file is loaded by its config-file parser and each override is
   parsed by the type of its field. The config is locked: an override cannot add a field.
 
+  A `--config.train.steps` that changes the file's step count warns: the fields a config derives from it do not
+  follow.
+
   Raises:
     DataError: one line naming the config file (missing, or failing to load) or the override (an unknown
       field, a value of the wrong type, or an argument that is not an override).
@@ -117,8 +120,14 @@ def load_config(path: str, overrides: Sequence[str] = ()) -> ml_collections.Conf
   if not isinstance(config, ml_collections.ConfigDict):
     raise DataError(file, f"get_config({variant!r}) returned {type(config).__name__}, not a ConfigDict")
   overrides = [_check_override(config, item) for item in overrides]
-  return _parse_flags(lambda *a, **k: config_flags.DEFINE_config_dict(*a, config, **k),
-                      ["jaxvos train", *overrides], None)
+  file_steps = config.train.steps if "train" in config and "steps" in config.train else None
+  config = _parse_flags(lambda *a, **k: config_flags.DEFINE_config_dict(*a, config, **k),
+                        ["jaxvos train", *overrides], None)
+  if file_steps is not None and config.train.steps != file_steps:
+    warn(file, f"--config.train.steps={config.train.steps}: what the config derives from its {file_steps} "
+               "steps (learning-rate decay, loss and gap schedules) stays as it was; override that too where it "
+               "should follow")
+  return config
 
 
 def _parse_flags(define, argv: list[str], file: str | None) -> Any:
