@@ -19,8 +19,10 @@ cross-entropy), so the comparison with STCN differs only in the model.
         --config.train.init_from=RUNS/swiftnet-static
 
 Result (`cpu` from random weights, the 2-core CPU, session 8): held-out J&F 0.524 at step 2500, 0.513 at 4000;
-val 0.417 / 0.386 at size 96, as STCN's video-only run (0.533 / 0.409): `experiments/README.md`. `full`: not yet
-run.
+val 0.417 / 0.386 at size 96, as STCN's video-only run (0.533 / 0.409): `experiments/README.md`. At larger
+working sizes it falls behind STCN (session 10: the LAE's memory keys grow at positions farther from the map's
+border than 128x128 crops have, and the object's queries stop reading the object); train on larger crops or with
+`memory.key_norm` to carry it to 160. `full`: not yet run.
 """
 
 import ml_collections
