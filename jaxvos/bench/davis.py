@@ -195,7 +195,7 @@ def _segment(video, models: list[_Model], segmenters: list, *, timed: bool) -> N
 
 def _count_macs(model: _Model, stream, frame: np.ndarray) -> None:
   """Adds the MACs per layer of `model`'s step on `frame` from the stream's state (before the step) to
-  `model.macs`, gated layers at their dense count: `jaxvos.bench.flops.executed_counter`, one per state shape."""
+  `model.macs`, gated layers at their dense count: `jaxvos.bench.flops.step_counter`, one per state shape."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from jaxvos.bench import flops  # pylint: disable=g-import-not-at-top
@@ -206,9 +206,7 @@ def _count_macs(model: _Model, stream, frame: np.ndarray) -> None:
           jnp.zeros((1, objects), bool))
   key = tuple((leaf.shape, str(leaf.dtype)) for leaf in jax.tree.leaves(args[1:]))
   if key not in model.counters:
-    aux = jax.eval_shape(model.family.step, *args)[1].aux
-    gated = tuple(name[len(EXECUTED):] for name in aux if name.startswith(EXECUTED))
-    model.counters[key] = jax.jit(flops.executed_counter(model.family.step, *args, dense_within=gated))
+    model.counters[key] = flops.step_counter(model.family, *args)
   for name, macs in model.counters[key](*args).items():
     model.macs[name] = model.macs.get(name, 0.0) + float(macs)
 

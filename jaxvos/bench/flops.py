@@ -23,6 +23,7 @@ and their ratio; `--layers` lists every layer.
 """
 
 import collections
+import functools
 import math
 from typing import Any, Callable
 
@@ -127,7 +128,6 @@ def executed_counter(fn: Callable, *args, dense_within: tuple[str, ...] = ()) ->
 
 def _evaluate(jaxpr, consts, args, prefix: str, index: dict[str, int], dense_within: tuple[str, ...]):
   """(outputs of `jaxpr` on `args`, MACs executed by name as a vector over `index`): `executed_counter`."""
-  import functools  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   env = dict(zip(jaxpr.constvars, consts)) | dict(zip(jaxpr.invars, args))
@@ -156,8 +156,16 @@ def _evaluate(jaxpr, consts, args, prefix: str, index: dict[str, int], dense_wit
 
 
 def _evaluate_closed(closed, prefix, index, dense_within, *args):
-  outs, executed = _evaluate(closed.jaxpr, closed.consts, args, prefix, index, dense_within)
-  return outs, executed
+  return _evaluate(closed.jaxpr, closed.consts, args, prefix, index, dense_within)
+
+
+def step_counter(family, *args) -> Callable:
+  """`executed_counter` of `family.step` on `args` (variables, state, frame, masks, object_valid), jitted, with
+  the family's gated layers (its `executed/<path>` aux outputs) counted dense."""
+  import jax  # pylint: disable=g-import-not-at-top
+  aux = jax.eval_shape(family.step, *args)[1].aux
+  gated = tuple(key[len("executed/"):] for key in aux if key.startswith("executed/"))
+  return jax.jit(executed_counter(family.step, *args, dense_within=gated))
 
 
 def executed_macs(dense: dict[str, int], fractions: dict[str, float]) -> dict[str, float]:
@@ -180,10 +188,7 @@ def measure(family, variables, frames: np.ndarray, masks: np.ndarray) -> tuple[d
   masks = jnp.asarray(masks[None], jnp.float32)
   no_masks, no_objects = jnp.zeros_like(masks), jnp.zeros_like(valid)
   state = jax.jit(family.init_memory)(variables, jnp.asarray(frames[:1]), masks, valid)
-  args = (variables, state, jnp.asarray(frames[1:2]), no_masks, no_objects)
-  gated = tuple(key[len("executed/"):] for key in jax.eval_shape(family.step, *args)[1].aux
-                if key.startswith("executed/"))
-  counter = jax.jit(executed_counter(family.step, *args, dense_within=gated))
+  counter = step_counter(family, variables, state, jnp.asarray(frames[1:2]), no_masks, no_objects)
   step, sums, macs = jax.jit(family.step), collections.defaultdict(float), collections.defaultdict(float)
   for frame in frames[1:]:
     for name, value in counter(variables, state, jnp.asarray(frame[None]), no_masks, no_objects).items():
