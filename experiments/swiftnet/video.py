@@ -26,13 +26,20 @@ border than 128x128 crops have, and the object's queries stop reading the object
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 from jaxvos.cli.train import config_module
 
 common = config_module(__file__, "../common.py")
 
 
+# The read's options (`PixelMemoryConfig`), for training and test time alike, at the paper's (None): e.g.
+# `--config.model_overrides.memory.key_norm=13.3` trains with memory keys rescaled to one L2 norm.
+READ = dict(memory=dict(key_norm=config_dict.placeholder(float), top_k=config_dict.placeholder(int)))
+
+
 def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c = common.video("swiftnet", variant)
   c.train_model = {}  # the test-time pixel-adaptive memory, trigger and pixel-wise update included
+  c.model_overrides = READ
   return c
