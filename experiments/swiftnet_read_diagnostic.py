@@ -2,8 +2,8 @@
 
 For the first frame of a DAVIS 2016 sequence and its mask, resized to each size, prints: the /16 positions and
 how many are the object's; the softmax read weight that the object's query positions (and the background's) put
-on the object's memory positions when the memory holds that frame alone; the median (max) norm of memory and
-query keys; the spread of the affinities; the light aggregation encoder's output norm at positions at least
+on the object's memory positions when the memory holds that frame alone (memory keys rescaled as the model's
+`memory.key_norm` says); the median (max) norm of memory keys as encoded and of query keys; the spread of the affinities; the light aggregation encoder's output norm at positions at least
 2 from the map's border and on it, and of its `conv_fusion4`/`conv_fusion5`; and how many object pixels the
 model predicts when that annotated frame is given again as the next frame. Once: the RMS of the ASPP's
 dilation-8 kernel at its centre tap and off it, beside a fresh initialisation's; `--zero-aspp-taps DIR` writes
@@ -53,7 +53,9 @@ def diagnose(family, variables, frame: np.ndarray, mask: np.ndarray, size: int) 
   query_keys = np.asarray(query["key16"])[0].reshape(-1, query["key16"].shape[-1])
   grid = (h // 16, w // 16)
   on_object = np.asarray(jax.image.resize(jnp.asarray(mask, jnp.float32), grid, "linear")).reshape(-1) > 0.5
-  affinity = query_keys @ memory_keys.T / np.sqrt(memory_keys.shape[-1])
+  key_norm = family.config.memory.key_norm  # the read's rescaling of memory keys, where the model has one
+  read_keys = memory_keys if key_norm is None else memory_keys * (key_norm / _norms(memory_keys)[:, None])
+  affinity = query_keys @ read_keys.T / np.sqrt(memory_keys.shape[-1])
   weights = np.exp(affinity - affinity.max(axis=1, keepdims=True))
   weights /= weights.sum(axis=1, keepdims=True)
   on_object_weight = weights[:, on_object].sum(axis=1)

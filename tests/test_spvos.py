@@ -25,7 +25,7 @@ from jaxvos.ops import sparse_conv as sc
 from jaxvos.training import step as step_lib
 
 H, W = 32, 48
-TILES = dict(tile_pixels=(16, 16))  # /4: 4x4 tiles, a 2x3 grid; /16: 1x1 tiles
+TILES = dict(tile_pixels=(16, 16), buckets=(0.5,))  # /4: 4x4 tiles, a 2x3 grid; /16: 1x1 tiles; slots 0, 3, 6
 
 
 @functools.lru_cache(maxsize=None)

@@ -21,8 +21,10 @@ cross-entropy), so the comparison with STCN differs only in the model.
 Result (`cpu` from random weights, the 2-core CPU, session 8): held-out J&F 0.524 at step 2500, 0.513 at 4000;
 val 0.417 / 0.386 at size 96, as STCN's video-only run (0.533 / 0.409): `experiments/README.md`. At larger
 working sizes it falls behind STCN (session 10: the LAE's memory keys grow at positions farther from the map's
-border than 128x128 crops have, and the object's queries stop reading the object); train on larger crops or with
-`memory.key_norm` to carry it to 160. `full`: not yet run.
+border than 128x128 crops have, and the object's queries stop reading the object). Trained with
+`--config.model_overrides.memory.key_norm=13.3` (session 11): the read holds at every size and val at 160 rises
+to 0.516 (best), but held-out still peaks at 128 (0.539) and falls to 0.43-0.45 at 160 and 0.31 at 192 (STCN
+0.564 / 0.527); next: crops as large as the working size. `full`: not yet run.
 """
 
 import ml_collections
