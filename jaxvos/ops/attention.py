@@ -12,7 +12,7 @@ that consumes them stays in the compute dtype.
 
 Large frames: the affinity of every query position against every memory position grows with the square of the
 frame's area (75 GB for STCN's memory at 4K). `read_memory` computes it a chunk of query positions at a time, so
-only `QUERY_CHUNK_BYTES` of it ever exists; each query position's read-out is unchanged (its softmax is over
+only a block of it (`query_chunk_bytes()`: 256 MiB, 16 MiB on a CPU) ever exists; each query position's read-out is unchanged (its softmax is over
 memory, within its own row).
 """
 
@@ -25,7 +25,15 @@ _PRECISION = jax.lax.Precision.HIGHEST
 # Logit for what must take no probability: exp(_EXCLUDED - max) is exactly 0 in float32, with finite gradients.
 EXCLUDED = -1e4
 # Largest affinity block (bytes, float32) that `read_memory` computes at once; its softmax needs about three.
+# On a CPU a smaller block, one that stays in cache: the softmax's passes over a block are memory-bound there
+# (SwiftNet's read at 480p, 2 objects, the 2-core CPU: 127 ms in 256 MiB blocks, 52 ms in 16 MiB ones).
 QUERY_CHUNK_BYTES = 256 * 2**20
+CPU_QUERY_CHUNK_BYTES = 16 * 2**20
+
+
+def query_chunk_bytes() -> int:
+  """`read_memory`'s default block size on the default backend."""
+  return CPU_QUERY_CHUNK_BYTES if jax.default_backend() == "cpu" else QUERY_CHUNK_BYTES
 
 
 def dot_affinity(memory_keys: jax.Array, query_keys: jax.Array) -> jax.Array:
@@ -79,14 +87,15 @@ def read(affinity: jax.Array, memory_values: jax.Array, valid: jax.Array, top_k:
 
 def read_memory(affinity_fn: Callable[[jax.Array, jax.Array], jax.Array], memory_keys: jax.Array,
                 query_keys: jax.Array, memory_values: jax.Array, valid: jax.Array, top_k: int | None = None,
-                *, chunk_bytes: int = QUERY_CHUNK_BYTES) -> jax.Array:
+                *, chunk_bytes: int | None = None) -> jax.Array:
   """`read(affinity_fn(memory_keys, query_keys), memory_values, valid, top_k)`, a chunk of queries at a time.
 
   memory_keys [b g m ck], query_keys [b n ck], memory_values [b o m cv], valid [b m] or [b o m] -> [b o n cv].
   When the whole affinity [b g n m] (float32; [b o n m] with per-object validity) fits in `chunk_bytes` it is
   computed at once, as `read` does; otherwise the query positions are split into equal chunks (the last padded)
-  that `lax.map` reads one after the other.
+  that `lax.map` reads one after the other. `chunk_bytes` defaults to `query_chunk_bytes()`.
   """
+  chunk_bytes = chunk_bytes or query_chunk_bytes()
   b, g, m, _ = memory_keys.shape
   n = query_keys.shape[1]
   groups = g if valid.ndim == 2 else max(g, valid.shape[1])
