@@ -3,11 +3,12 @@
 For the first frame of a DAVIS 2016 sequence and its mask, resized to each size, prints: the /16 positions and
 how many are the object's; the softmax read weight that the object's query positions (and the background's) put
 on the object's memory positions when the memory holds that frame alone (memory keys rescaled as the model's
-`memory.key_norm` says); the median (max) norm of memory keys as encoded and of query keys; the spread of the affinities; the light aggregation encoder's output norm at positions at least
-2 from the map's border and on it, and of its `conv_fusion4`/`conv_fusion5`; and how many object pixels the
-model predicts when that annotated frame is given again as the next frame. Once: the RMS of the ASPP's
-dilation-8 kernel at its centre tap and off it, beside a fresh initialisation's; `--zero-aspp-taps DIR` writes
-a copy of the model with those off-centre taps zeroed (session 10, `experiments/README.md`).
+`memory.key_norm` says); the median (max) norm of memory keys as encoded and of query keys; the spread of the
+affinities; the light aggregation encoder's output norm at positions at least 2 from the map's border and on it,
+and of its `conv_fusion4`/`conv_fusion5`; and how many object pixels the model predicts when that annotated
+frame is given again as the next frame. Once: the RMS of the ASPP's dilation-8 kernel at its centre tap and off
+it, beside a fresh initialisation's; `--zero-aspp-taps DIR` writes a copy of the model with those off-centre taps
+zeroed (sessions 10-11, `experiments/README.md`).
 
     python experiments/swiftnet_read_diagnostic.py RUNS/swiftnet-static-video-cpu/export/final \
         --sequence bmx-trees --sizes 96,128,160,192 [--zero-aspp-taps RUNS/swiftnet-aspp8-centre]

@@ -26,15 +26,9 @@ from jaxvos.models.family import FrameInfo  # noqa: E402  pylint: disable=g-impo
 from jaxvos.models.skeleton import bind_apply  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--model", default="swiftnet")
-  parser.add_argument("--size", type=int, default=480)
-  parser.add_argument("--override", default="{}", help="config overrides as JSON, e.g. '{\"rsp_kernel\": 1}'")
-  parser.add_argument("--repeats", type=int, default=5)
-  args = parser.parse_args()
-  family = registry.build(args.model, **json.loads(args.override))
-  h, w = args.size, 16 * round(args.size * 16 / 9 / 16)
+def video_state(family, size: int):
+  """(variables, state after 3 frames, the 4th frame, (no masks, no valid), valid) of a 2-object random video."""
+  h, w = size, 16 * round(size * 16 / 9 / 16)
   variables = family.init(jax.random.key(0), (64, 64))
   rng = np.random.RandomState(0)
   frames = [jnp.asarray(rng.randn(1, h, w, 3).astype(np.float32)) for _ in range(4)]
@@ -42,15 +36,19 @@ def main() -> None:
   masks[0, 0, h // 5:3 * h // 5, w // 8:w // 2] = 1
   masks[0, 1, 2 * h // 5:4 * h // 5, 3 * w // 5:w - w // 16] = 1
   masks, valid = jnp.asarray(masks), jnp.ones((1, 2), bool)
-  no_masks, no_valid = jnp.zeros_like(masks), jnp.zeros_like(valid)
+  none = (jnp.zeros_like(masks), jnp.zeros_like(valid))
   state = jax.jit(family.init_memory)(variables, frames[0], masks, valid)
-  step = jax.jit(lambda v, s, f: family.step(v, s, f, no_masks, no_valid))
+  step = jax.jit(lambda v, s, f: family.step(v, s, f, *none))
   for frame in frames[1:3]:
     state, _ = step(variables, state, frame)
-  frame, module, memory_type = frames[3], family.module, family.memory
-  info = FrameInfo(t=state.num_frames, object_valid=valid, new_object_valid=no_valid)
-  apply = lambda v, method, *a: bind_apply(module, v, None)(method, *a, info)  # noqa: E731
+  return variables, state, frames[3], step, FrameInfo(t=state.num_frames, object_valid=valid,
+                                                       new_object_valid=none[1])
 
+
+def stages(family, variables, state, frame, step, info) -> dict:
+  """{stage: thunk}, each stage its own compiled program, fed the outputs of the stages before it."""
+  module, memory_type = family.module, family.memory
+  apply = lambda v, method, *a: bind_apply(module, v, None)(method, *a, info)  # noqa: E731
   encode_query = jax.jit(lambda v, f, c: apply(v, "encode_query", f, c))
   read = jax.jit(lambda m, q: memory_type.read(m, q, info))
   decode = jax.jit(lambda v, q, r, c: apply(v, "decode", q, r, c))
@@ -59,9 +57,8 @@ def main() -> None:
                                                             info))
   query, cache, _ = encode_query(variables, frame, state.cache)
   readout, memory, _ = read(state.memory, query)
-  logits, _, _ = decode(variables, query, readout, cache)
-  probs = jax.nn.sigmoid(logits)
-  stages = {
+  probs = jax.nn.sigmoid(decode(variables, query, readout, cache)[0])
+  return {
       "query encoder": lambda: encode_query(variables, frame, state.cache),
       "memory read": lambda: read(state.memory, query),
       "decoder": lambda: decode(variables, query, readout, cache),
@@ -69,17 +66,34 @@ def main() -> None:
       "memory update (with the LAE)": lambda: update(variables, memory, frame, query, probs),
       "whole step": lambda: step(variables, state, frame),
   }
-  times = {name: [] for name in stages}
-  for repeat in range(args.repeats + 1):  # the first round compiles and warms up
-    for name, fn in stages.items():
+
+
+def median_times(thunks: dict, repeats: int) -> dict:
+  """{name: median seconds}, the thunks interleaved, after one warm-up round that compiles them."""
+  times = {name: [] for name in thunks}
+  for repeat in range(repeats + 1):
+    for name, fn in thunks.items():
       start = time.perf_counter()
       jax.block_until_ready(fn())
       if repeat:
         times[name].append(time.perf_counter() - start)
-  print(f"{args.model} {json.loads(args.override) or ''} at {w}x{h}, 2 objects, frame 3; median of {args.repeats}; "
-        f"{jax.default_backend()}")
-  for name in stages:
-    print(f"  {name:30s} {np.median(times[name]) * 1e3:8.1f} ms")
+  return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--model", default="swiftnet")
+  parser.add_argument("--size", type=int, default=480)
+  parser.add_argument("--override", default="{}", help="config overrides as JSON, e.g. '{\"rsp_kernel\": 1}'")
+  parser.add_argument("--repeats", type=int, default=5)
+  args = parser.parse_args()
+  family = registry.build(args.model, **json.loads(args.override))
+  variables, state, frame, step, info = video_state(family, args.size)
+  times = median_times(stages(family, variables, state, frame, step, info), args.repeats)
+  print(f"{args.model} {json.loads(args.override) or ''} at {frame.shape[2]}x{frame.shape[1]}, 2 objects, frame 3; "
+        f"median of {args.repeats}; {jax.default_backend()}")
+  for name, seconds in times.items():
+    print(f"  {name:30s} {seconds * 1e3:8.1f} ms")
 
 
 if __name__ == "__main__":

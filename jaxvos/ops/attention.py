@@ -12,8 +12,8 @@ that consumes them stays in the compute dtype.
 
 Large frames: the affinity of every query position against every memory position grows with the square of the
 frame's area (75 GB for STCN's memory at 4K). `read_memory` computes it a chunk of query positions at a time, so
-only a block of it (`query_chunk_bytes()`: 256 MiB, 16 MiB on a CPU) ever exists; each query position's read-out is unchanged (its softmax is over
-memory, within its own row).
+only a block of it (`query_chunk_bytes()`: 256 MiB, 16 MiB on a CPU) ever exists; each query position's read-out
+is unchanged (its softmax is over memory, within its own row).
 """
 
 from typing import Callable
