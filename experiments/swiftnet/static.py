@@ -28,22 +28,17 @@ reached 0.524).
 """
 
 import ml_collections
-from ml_collections import config_dict
 
 from jaxvos.cli.train import config_module
 
 common = config_module(__file__, "../common.py")
-
-
-# The read's options (`PixelMemoryConfig`), for training and test time alike, at the paper's (None): e.g.
-# `--config.model_overrides.memory.key_norm=13.3` trains with memory keys rescaled to one L2 norm.
-READ = dict(memory=dict(key_norm=config_dict.placeholder(float), top_k=config_dict.placeholder(int)))
+video = config_module(__file__, "video.py")  # its `read_options`
 
 
 def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c = common.static("swiftnet", variant)
   c.train_model = {}  # the test-time pixel-adaptive memory, trigger and pixel-wise update included
-  c.model_overrides = READ
+  c.model_overrides = video.read_options()  # the read's key_norm and top_k, overridable
   if variant == "cpu":
     c.loss.bootstrapped = False  # the bootstrapped schedule collapses this stage (module docstring)
   return c

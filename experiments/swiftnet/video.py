@@ -35,13 +35,16 @@ from jaxvos.cli.train import config_module
 common = config_module(__file__, "../common.py")
 
 
-# The read's options (`PixelMemoryConfig`), for training and test time alike, at the paper's (None): e.g.
-# `--config.model_overrides.memory.key_norm=13.3` trains with memory keys rescaled to one L2 norm.
-READ = dict(memory=dict(key_norm=config_dict.placeholder(float), top_k=config_dict.placeholder(int)))
+def read_options() -> dict:
+  """The read's options (`PixelMemoryConfig`) as overridable fields for training and test time alike, at the
+  paper's (None): `--config.model_overrides.memory.key_norm=13.3` trains with memory keys rescaled to one L2 norm.
+  New placeholders on every call: a placeholder is a reference, which an override would set for every config
+  sharing it."""
+  return dict(memory=dict(key_norm=config_dict.placeholder(float), top_k=config_dict.placeholder(int)))
 
 
 def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c = common.video("swiftnet", variant)
   c.train_model = {}  # the test-time pixel-adaptive memory, trigger and pixel-wise update included
-  c.model_overrides = READ
+  c.model_overrides = read_options()
   return c

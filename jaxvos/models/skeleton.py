@@ -98,7 +98,8 @@ class MemoryFamily:
 
     The program runs once and does next to nothing, so on a CPU XLA compiles it unoptimised
     (`INIT_COMPILER_OPTIONS`): a third of the compile time (stcn-tiny 8.8 -> 2.9 s on the 2-core CPU); values
-    may differ from an optimised compile's by an ulp, which no caller relies on.
+    may differ from an optimised compile's by an ulp (a run from random weights recorded with an optimised init
+    may not repeat to the digit).
     """
     frame = jnp.zeros((1, *frame_hw, 3), jnp.float32)
     masks = jnp.zeros((1, 1, *frame_hw), jnp.float32)
