@@ -79,6 +79,23 @@ def test_released_parameter_names_and_channel_adjusting_kernel():
   assert r50["LAE"]["conv2_o"]["kernel"].shape == (3, 3, 256, 1024)
 
 
+def test_lae_norm_gives_the_memory_heads_the_encoding_at_one_norm_everywhere():
+  family = registry.build("swiftnet-tiny", lae_norm=3.0)
+  variables = family.init(jax.random.key(0), HW)
+  module, frame = family.module, jax.random.normal(jax.random.key(1), (1, *HW, 3))
+  masks = jax.random.uniform(jax.random.key(2), (1, 2, *HW))
+  query = module.apply(variables, frame, method="encode_query")[0]
+  encoded = np.asarray(module.apply(variables, query, masks, method=lambda m, q, p: m.LAE(q, p)))
+  rescaled = encoded * 3.0 / np.maximum(np.linalg.norm(encoded, axis=-1, keepdims=True), 1e-6)  # NumPy's norm
+  keys, values = module.apply(variables, jnp.asarray(rescaled), method=lambda m, x: m.KV_M_r4(x))
+  memory = module.apply(variables, frame, query, masks, method="encode_memory")
+  np.testing.assert_allclose(memory["keys"], keys, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(memory["values"], values, rtol=1e-5, atol=1e-5)
+  assert np.ptp(np.linalg.norm(encoded, axis=-1)) > 0.1  # the rescaling had something to do
+  with pytest.raises(ValueError, match="lae_norm"):
+    registry.build("swiftnet-tiny", lae_norm=0.0)
+
+
 # --- the pixel-adaptive memory, driven directly with tiny arrays -----------------------------------------------
 
 def _info(t, annotated=False, objects=2):

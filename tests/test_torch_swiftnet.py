@@ -122,13 +122,13 @@ def save_twin(path, family, variables) -> None:
   jaxvos_torch.save(path, family.name, families.config_dict(family), tensors)
 
 
-CASES = [("swiftnet-tiny", {}, 1), ("swiftnet-tiny", SMALL_MEMORY, 2), ("swiftnet", {}, 1),
-         ("swiftnet-tiny", dict(SMALL_MEMORY, top_k=3, key_norm=4.0), 2)]  # the read's options
+CASES = [("swiftnet-tiny", {}, 1, {}), ("swiftnet-tiny", SMALL_MEMORY, 2, {}), ("swiftnet", {}, 1, {}),
+         ("swiftnet-tiny", dict(SMALL_MEMORY, top_k=3, key_norm=4.0), 2, dict(lae_norm=5.0))]  # the size options
 
 
-@pytest.mark.parametrize("name,memory,pool_writes", CASES)
-def test_twin_streams_the_probabilities_and_memory_of_jaxvos(tmp_path, name, memory, pool_writes):
-  family = registry.build(name, memory=memory)
+@pytest.mark.parametrize("name,memory,pool_writes,options", CASES)
+def test_twin_streams_the_probabilities_and_memory_of_jaxvos(tmp_path, name, memory, pool_writes, options):
+  family = registry.build(name, memory=memory, **options)
   variables = family_clip.random_variables(family)
   frames = family_clip.normalised_frames(HW)
   expected, updates, state = jax_run(family, variables, frames)
@@ -138,7 +138,7 @@ def test_twin_streams_the_probabilities_and_memory_of_jaxvos(tmp_path, name, mem
   actual = twin_probabilities(processor, frames)
   for t, (a, e) in enumerate(zip(actual, expected)):
     error = float(np.abs(a - e).max())
-    assert error <= TOLERANCE, f"{name} {memory}: frame {t}: max error {error:.3g} > {TOLERANCE}"
+    assert error <= TOLERANCE, f"{name} {memory} {options}: frame {t}: max error {error:.3g} > {TOLERANCE}"
   assert processor.object_ids == [1, 2]
   # The policy ran, the same way: frame 2 annotated, frame 4 triggered (not annotated) into the pixel pool.
   assert updates == processor.triggers == [0, 2, 4]
@@ -220,3 +220,8 @@ def test_convert_to_torch_and_back_is_bit_identical(tmp_path, capsys):
   assert "dropped 2 keys (Encoder.mean, Encoder.std)" in capsys.readouterr().err
   back_family, back = io.load_model(tmp_path / "from_official")
   assert back_family.name == "swiftnet" and to_torch_twins.variables_equal(back, variables)
+  # A model the released code would compute differently has no official layout.
+  io.save_model(tmp_path / "normed", registry.build("swiftnet-tiny", lae_norm=5.0), variables)
+  assert cli_main.main(["convert", "to-torch", "--checkpoint", str(tmp_path / "normed"), "--out",
+                        str(tmp_path / "normed.pth"), "--layout", "official"]) == 2
+  assert "lae_norm=5.0" in capsys.readouterr().err and not (tmp_path / "normed.pth").exists()

@@ -113,3 +113,14 @@ def test_one_ablation_flag_changes_the_trained_and_the_validated_model():
   for f in (family, eval_family):
     assert f.config.use_cam is False and f.config.use_mem is True and f.config.memory.normalization == "raw"
   assert (family.config.memory.every, eval_family.config.memory.every) == (1, 5)  # nested dicts merged
+
+
+def test_swiftnet_size_options_reach_both_models_and_no_later_config():
+  config = train_cli.load_config(f"{REPO}/experiments/swiftnet/video.py")
+  config.model_overrides.lae_norm = 8.0
+  config.model_overrides.memory.key_norm = 13.3
+  for family in train_cli.build_families(config):
+    assert (family.config.lae_norm, family.config.memory.key_norm, family.config.memory.top_k) == (8.0, 13.3, None)
+  for stage in ("video", "static"):  # placeholders are references: a shared one would carry the override along
+    family, _ = train_cli.build_families(train_cli.load_config(f"{REPO}/experiments/swiftnet/{stage}.py"))
+    assert (family.config.lae_norm, family.config.memory.key_norm) == (None, None)

@@ -32,13 +32,13 @@ import ml_collections
 from jaxvos.cli.train import config_module
 
 common = config_module(__file__, "../common.py")
-video = config_module(__file__, "video.py")  # its `read_options`
+video = config_module(__file__, "video.py")  # its `model_options`
 
 
 def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c = common.static("swiftnet", variant)
   c.train_model = {}  # the test-time pixel-adaptive memory, trigger and pixel-wise update included
-  c.model_overrides = video.read_options()  # the read's key_norm and top_k, overridable
+  c.model_overrides = video.model_options()  # lae_norm, the read's key_norm and top_k, overridable
   if variant == "cpu":
     c.loss.bootstrapped = False  # the bootstrapped schedule collapses this stage (module docstring)
   return c

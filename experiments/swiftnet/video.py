@@ -35,16 +35,18 @@ from jaxvos.cli.train import config_module
 common = config_module(__file__, "../common.py")
 
 
-def read_options() -> dict:
-  """The read's options (`PixelMemoryConfig`) as overridable fields for training and test time alike, at the
-  paper's (None): `--config.model_overrides.memory.key_norm=13.3` trains with memory keys rescaled to one L2 norm.
-  New placeholders on every call: a placeholder is a reference, which an override would set for every config
-  sharing it."""
-  return dict(memory=dict(key_norm=config_dict.placeholder(float), top_k=config_dict.placeholder(int)))
+def model_options() -> dict:
+  """The options that concern working sizes (`SwiftNetConfig.lae_norm`, `PixelMemoryConfig.key_norm` / `top_k`)
+  as overridable fields for training and test time alike, at the paper's (None):
+  `--config.model_overrides.memory.key_norm=13.3` trains with memory keys rescaled to one L2 norm,
+  `--config.model_overrides.lae_norm=8` with the LAE's output rescaled. New placeholders on every call: a
+  placeholder is a reference, which an override would set for every config sharing it."""
+  return dict(lae_norm=config_dict.placeholder(float),
+              memory=dict(key_norm=config_dict.placeholder(float), top_k=config_dict.placeholder(int)))
 
 
 def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c = common.video("swiftnet", variant)
   c.train_model = {}  # the test-time pixel-adaptive memory, trigger and pixel-wise update included
-  c.model_overrides = read_options()
+  c.model_overrides = model_options()
   return c

@@ -15,7 +15,8 @@ What matches the release and what does not:
 - Shapes: the default `swiftnet` config is the release's (ResNet-18, width 64, key 32, value 128, ASPP 128,
   decoder 64, 3x3 `conv2_m/o`), so its tensors have the released shapes. The release hard-codes those sizes
   (its LAE takes 64 / 128 / 256 channels, its ASPP 256 in); `swiftnet-r50`, `swiftnet-tiny` and `rsp_kernel=1`
-  (the paper's 1x1) have the same keys with other shapes, which the release cannot load.
+  (the paper's 1x1) have the same keys with other shapes, which the release cannot load. `lae_norm` adds no key
+  but changes what the network computes, so such a model has the twin layout only.
 - Not parameters, so not in any state dict: the memory. The release's evaluation memorises every 5th frame and
   appends its 10% most novel pixels without a bound; jaxvos's (and the twin's) pixel-adaptive memory has the
   variation-aware trigger, a fixed capacity with first-in-first-out eviction of pixel updates, and an optional

@@ -51,6 +51,9 @@ def state_dict(family: Any, variables: Any, layout: str, source: str = "checkpoi
       for name, values in _STM_NORMALISATION.items():
         exported[f"{encoder}.{name}"] = np.asarray(values, np.float32).reshape(1, 3, 1, 1)
   if layout == "official" and family.name.split("-")[0] == "swiftnet":
+    if family.config.lae_norm is not None:
+      raise DataError(source, f"{family.name} rescales its LAE's output (lae_norm={family.config.lae_norm}), which "
+                      "the released model does not: its code would compute another model; use --layout twin")
     exported = swiftnet_torch.official_state_dict(exported)
   return exported
 

@@ -284,6 +284,12 @@ def pixel_update(memory: PixelMemory, config: PixelMemoryConfig, keys: jax.Array
   return memory.replace(pool_writes=memory.pool_writes + do.astype(jnp.int32))
 
 
+def rescale_norm(x: jax.Array, norm: float) -> jax.Array:
+  """x [... c] with every vector along its last axis rescaled to L2 norm `norm` (zero vectors stay zero)."""
+  norms = jnp.sqrt(jnp.sum(jnp.square(x.astype(jnp.float32)), axis=-1, keepdims=True))
+  return (x * (norm / jnp.maximum(norms, 1e-6))).astype(x.dtype)
+
+
 def full_read(memory: PixelMemory, query_keys: jax.Array, ends: tuple[int, ...] | None = None,
               top_k: int | None = None, key_norm: float | None = None) -> jax.Array:
   """Read-out [b o n cv] of every query position (query_keys [b n ck]) over the valid memory (each object over
@@ -294,8 +300,7 @@ def full_read(memory: PixelMemory, query_keys: jax.Array, ends: tuple[int, ...] 
 
   def read(keys, values, valid):
     if key_norm is not None:
-      norms = jnp.sqrt(jnp.sum(jnp.square(keys.astype(jnp.float32)), axis=-1, keepdims=True))
-      keys = (keys * (key_norm / jnp.maximum(norms, 1e-6))).astype(keys.dtype)
+      keys = rescale_norm(keys, key_norm)
     return attention.read_memory(attention.dot_affinity, keys, query_keys, values, valid, top_k)
 
   return over_filled_prefix(memory, memory.written_at >= 0, ends, read, memory.object_positions())

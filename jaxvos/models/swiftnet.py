@@ -16,6 +16,9 @@ Parameter paths mirror the released model (haochenheheda/SwiftNet `swiftnet.py`:
 `Encoder/res2_0`, `LAE/conv_fusion1`, `KV_M_r4/Key`, `aspp/aspp1/atrous_conv`, `Decoder/RF3/convFS`); that
 repository has no licence, nothing but names is taken from it. Where the release and the paper differ, the
 config chooses: `rsp_kernel` (channel-adjusting conv after reversed sub-pixel: 1 in the paper, 3 released).
+`lae_norm` (neither paper nor release: None) rescales the LAE's output to one L2 norm at every position before the
+memory heads, so that memory keys and values do not grow with the distance from the map's border, which a model
+trained on small crops never saw (experiments/README.md, sessions 10-11).
 The released R18 sizes are the defaults (key 32, value 128, ASPP 128, decoder 64); the R50 sizes (`swiftnet-r50`:
 key 128, value 512, ASPP 256, decoder 256) follow C/8 and C/2 and STM's decoder width: no release to mirror.
 """
@@ -28,7 +31,8 @@ import jax.numpy as jnp
 
 from jaxvos.backbones.resnet import resnet_trunk
 from jaxvos.inference.frames import IMAGENET_MEAN, IMAGENET_STD
-from jaxvos.memory.pixel_adaptive import PixelAdaptiveMemoryType, PixelMemoryConfig, average_pool, pool_masks
+from jaxvos.memory.pixel_adaptive import (PixelAdaptiveMemoryType, PixelMemoryConfig, average_pool, pool_masks,
+                                          rescale_norm)
 from jaxvos.models.skeleton import MemoryFamily, VOSModule
 from jaxvos.models.stm import Decoder, KeyValue
 from jaxvos.nn.swiftnet_blocks import ASPP, LightAggregationEncoder
@@ -46,11 +50,14 @@ class SwiftNetConfig:
   rsp_kernel: int = 3         # channel-adjusting conv after reversed sub-pixel (paper 1, released 3)
   dropout: float = 0.5        # after the ASPP, in training
   variation_stride: int = 4   # the trigger and the pixel-wise match see the frame and masks at this stride
+  lae_norm: float | None = None  # the LAE's output rescaled to this L2 norm at every position; None: as released
   memory: PixelMemoryConfig = PixelMemoryConfig()
 
   def __post_init__(self):
     if 16 % self.variation_stride:
       raise ValueError(f"variation_stride must divide 16, got {self.variation_stride}")
+    if self.lae_norm is not None and self.lae_norm <= 0:
+      raise ValueError(f"lae_norm must be > 0, got {self.lae_norm}")
 
 
 class Encoder(nn.Module):
@@ -91,7 +98,10 @@ class SwiftNet(VOSModule):
     """Per-object memory keys [b o h w ck] and values [b o h w cv] from the query features and probs [b o H W]
     (the LAE: no backbone pass), and the masks at the variation stride."""
     del frame, info
-    keys, values = self.KV_M_r4(self.LAE(query, probs))
+    encoded = self.LAE(query, probs)
+    if self.config.lae_norm is not None:
+      encoded = rescale_norm(encoded, self.config.lae_norm)
+    keys, values = self.KV_M_r4(encoded)
     return {"keys": keys, "values": values, "masks_small": pool_masks(probs, self.config.variation_stride)}
 
   def decode(self, query: dict[str, jax.Array], readout: dict[str, jax.Array], cache=None, info=None):

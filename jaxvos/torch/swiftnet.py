@@ -112,13 +112,14 @@ class SwiftNet(nn.Module):
 
   def __init__(self, *, depth: int = 18, width: int = 64, key_dim: int = 32, value_dim: int = 128,
                aspp_dim: int = 128, decoder_dim: int = 64, rsp_kernel: int = 3, dropout: float = 0.5,
-               variation_stride: int = 4):
+               variation_stride: int = 4, lae_norm: float | None = None):
     super().__init__()
     del dropout  # training only
     if 16 % variation_stride:
       raise ValueError(f"variation_stride must divide 16, got {variation_stride}")
     channels = layers.trunk_channels(depth, width)
     self.variation_stride = variation_stride
+    self.lae_norm = lae_norm
     self.Encoder = Encoder(depth, width)  # pylint: disable=invalid-name  (checkpoint names)
     self.LAE = LAE(channels, width, rsp_kernel)  # pylint: disable=invalid-name
     self.KV_M_r4 = stm_lib.KeyValue(channels["feats16"], key_dim, value_dim)  # pylint: disable=invalid-name
@@ -138,7 +139,10 @@ class SwiftNet(nn.Module):
   def encode_memory(self, query: dict[str, torch.Tensor], probs: torch.Tensor) -> dict[str, torch.Tensor]:
     """From the query features and soft probs [o H W] (the LAE: no backbone pass): per-object keys [o n ck],
     values [o n cv] and the masks at the variation stride [o H/s W/s]."""
-    keys, values = self.KV_M_r4(self.LAE(query, probs))
+    encoded = self.LAE(query, probs)
+    if self.lae_norm is not None:
+      encoded = pam.rescale_norm(encoded, self.lae_norm, dim=1)
+    keys, values = self.KV_M_r4(encoded)
     return {"keys": keys.flatten(2).transpose(1, 2), "values": values.flatten(2).transpose(1, 2),
             "masks_small": pam.pool_masks(probs, self.variation_stride)}
 

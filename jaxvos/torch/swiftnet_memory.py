@@ -111,6 +111,12 @@ def patch_change(frame: torch.Tensor, prev_frame: torch.Tensor, grid_hw: tuple[i
   return average_pool(change, frame.shape[1] // grid_hw[0]).reshape(-1)
 
 
+def rescale_norm(x: torch.Tensor, norm: float, dim: int) -> torch.Tensor:
+  """x with every vector along `dim` rescaled to L2 norm `norm` (zero vectors stay zero)."""
+  norms = torch.sqrt(torch.sum(x.float() ** 2, dim=dim, keepdim=True))
+  return (x * (norm / torch.clamp(norms, min=1e-6))).to(x.dtype)
+
+
 def pool_masks(probs: torch.Tensor, stride: int) -> torch.Tensor:
   """Soft masks [o H W] -> [o H/stride W/stride] (what the trigger compares)."""
   return average_pool(probs, stride)
@@ -169,10 +175,7 @@ class PixelMemory:
   def read_positions(self, query_keys: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
     """Read-out [o n cv] of query_keys [n ck] (of its rows `index` [k] only, when given: [o k cv]), over each
     position's `top_k` best matches and with memory keys rescaled to `key_norm` where the config says so."""
-    keys = self.keys
-    if self.config.key_norm is not None:
-      norms = torch.sqrt(torch.sum(keys.float() ** 2, dim=-1, keepdim=True))
-      keys = (keys * (self.config.key_norm / torch.clamp(norms, min=1e-6))).to(keys.dtype)
+    keys = self.keys if self.config.key_norm is None else rescale_norm(self.keys, self.config.key_norm, dim=-1)
     affinity = memory_lib.dot_affinity(keys, query_keys if index is None else query_keys[index])
     return memory_lib.read(affinity, self.values, self.object_positions(), self.config.top_k)
 
