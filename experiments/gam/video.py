@@ -19,7 +19,9 @@ length and gap schedule, and no memory sizing (the context takes every frame, in
         --config.train.init_from=RUNS/gam-static
 
 Result (`cpu`, the 2-core CPU, session 7, from the static stage): stopped at step ~1700 of 4000 when the
-session ended (held-out J&F 0.384 / 0.366 / 0.396 at steps 500-1500; the run's files were lost with the machine);
+session ended (held-out J&F 0.384 / 0.366 / 0.396 at steps 500-1500; the run's files were lost with the machine).
+Video only with the baselines' 3-frame clips (`--config.data.num_frames=3 '--config.data.gaps=(3,5,8,10,3)'`,
+session 12): held-out 0.508 at step 3500, 0.463 at 4000; val 0.411 at 96, 0.565 at 160 (final);
 `experiments/README.md`. `full`: not yet run.
 """
 
