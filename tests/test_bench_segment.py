@@ -49,8 +49,10 @@ def test_components_time_the_same_computation_on_both_sides():
   with torch.inference_mode():
     outputs = {name: (ours(), theirs()) for name, (ours, theirs) in stages.items()}
   nchw = lambda x: np.moveaxis(np.asarray(x), -1, -3)  # noqa: E731  [... h w c] -> [... c h w]
-  def close(ours, theirs, what):
-    np.testing.assert_allclose(ours, theirs.numpy(), atol=2e-4, rtol=2e-3, err_msg=what)
+  def close(ours, theirs, what):  # float32 sums in another order: the error grows with the tensor's scale
+    theirs = theirs.numpy()
+    atol = max(2e-4, 1e-5 * float(np.abs(theirs).max()))
+    np.testing.assert_allclose(ours, theirs, atol=atol, rtol=2e-3, err_msg=f"{what} (atol {atol:.2g})")
   query, (k16, _, f16, f8, f4) = outputs["key encoder"]
   for name, theirs in (("key16", k16), ("feats16", f16), ("feats8", f8), ("feats4", f4)):
     close(nchw(query[name])[0], theirs[0], name)
