@@ -24,8 +24,9 @@ working sizes it falls behind STCN (session 10: the LAE's memory keys grow at po
 border than 128x128 crops have, and the object's queries stop reading the object). Trained with
 `--config.model_overrides.memory.key_norm=13.3` (session 11): the read holds at every size and val at 160 rises
 to 0.516 (best), but held-out still peaks at 128 (0.539) and falls to 0.43-0.45 at 160 and 0.31 at 192 (STCN
-0.564 / 0.527); next: crops as large as the working size, or the LAE's output at one norm as well
-(`--config.model_overrides.lae_norm=8`, session 12: not yet run). `full`: not yet run.
+0.564 / 0.527). Trained with `--config.model_overrides.lae_norm=8` (session 13, the LAE's output at one norm):
+the most stable run (best = final), held-out 0.531 / 0.541 / 0.488 / 0.333 and val 0.426 / 0.515 / 0.575 / 0.520
+at 96 / 128 / 160 / 192; next: crops as large as the working size. `full`: not yet run.
 """
 
 import ml_collections
