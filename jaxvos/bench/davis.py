@@ -278,7 +278,10 @@ def plot(results: dict, path: str) -> None:
     x, y, radius = to_x(r["fps"]), to_y(r["j_and_f"]), max(3.0, 30 * math.sqrt(r["gmac_executed"] / largest))
     draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=family_colour(r["family"]),
                  outline="black")
-    draw.text((x + radius + 4, y - 6), f"{r['model']} ({r['j_and_f']:.3f})", fill="black")
+    label = f"{r['model']} ({r['j_and_f']:.3f})"
+    fits_right = x + radius + 4 + draw.textlength(label) <= w - 4
+    draw.text((x + radius + 4 if fits_right else x - radius - 4 - draw.textlength(label), y - 6), label,
+              fill="black")
   picture.save(path)
 
 
