@@ -279,9 +279,9 @@ def plot(results: dict, path: str) -> None:
     draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=family_colour(r["family"]),
                  outline="black")
     label = f"{r['model']} ({r['j_and_f']:.3f})"
-    fits_right = x + radius + 4 + draw.textlength(label) <= w - 4
-    draw.text((x + radius + 4 if fits_right else x - radius - 4 - draw.textlength(label), y - 6), label,
-              fill="black")
+    width = draw.textlength(label)
+    fits_right = x + radius + 4 + width <= w - 4
+    draw.text((x + radius + 4 if fits_right else x - radius - 4 - width, y - 6), label, fill="black")
   picture.save(path)
 
 
