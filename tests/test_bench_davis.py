@@ -37,6 +37,7 @@ def test_rows_score_as_validation_and_gated_models_count_their_macs(tmp_path, ca
   for r, printed in zip(saved["rows"], (rows["default"], rows["default top_k=20"], rows["spvos"],
                                         rows["spvos forced"], rows["spvos top_k=20"])):
     assert f"{r['j_and_f']:.3f}" == printed[-8] and r["fps"] == pytest.approx(1e3 / r["ms_per_frame"])
+    assert r["per_object"] == {"blackswan_1": pytest.approx(r["j_and_f"])}  # one object: its J&F is the mean
   assert saved["rows"][2]["params"] > saved["rows"][0]["params"]  # the gates' own parameters
   assert Image.open(picture).size == (720, 520)
   os.remove(picture)

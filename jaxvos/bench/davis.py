@@ -5,7 +5,8 @@ packaged model) segments the same sequences from their first frame's objects (th
 scored with the jaxvos J&F as `jaxvos evaluate` scores), **interleaved frame by frame in one process**, so the
 load of a shared machine hits all of them alike. Per model:
 
-- J&F, J and F over the sequences;
+- J&F, J and F over the sequences, and J&F per object (`<sequence>_<id>`: a few short sequences are a noisy
+  estimate, so the spread is printed and kept);
 - ms per frame: the median over every frame but each sequence's first (streaming, as `jaxvos segment` runs a
   video: one jitted step per frame, uint8 RGB in, id map out). The first sequence is segmented once untimed
   before, so compilations (SpVOS compiles one program per bucket of active tiles) fall outside the timing;
@@ -218,7 +219,8 @@ def _report(models: list[_Model], videos: list) -> list[dict]:
   from jaxvos.training import validation  # pylint: disable=g-import-not-at-top
   rows = []
   for model in models:
-    scores = validation.summary(validation.score(videos, model.predictions))
+    results = validation.score(videos, model.predictions)
+    scores = validation.summary(results)
     fractions = {name: total / model.frames for name, total in model.executed.items()}
     executed = sum(flops.executed_macs(model.dense_macs, fractions).values())
     ms = float(np.median(model.times)) * 1e3
@@ -226,6 +228,7 @@ def _report(models: list[_Model], videos: list) -> list[dict]:
                  "j": scores["j_mean"], "f": scores["f_mean"], "ms_per_frame": ms, "fps": 1e3 / ms,
                  "gmac_dense": sum(model.dense_macs.values()) / 1e9, "gmac_executed": executed / 1e9,
                  "params": int(sum(np.size(p) for p in jax.tree.leaves(model.variables["params"]))),
+                 "per_object": {o.name: (o.j_mean + o.f_mean) / 2 for o in results.objects()},
                  "aux": {key: total / model.frames for key, total in model.aux.items()}})
   base = rows[0]
   print(f"\n{'model':<34} {'J&F':>6} {'J':>6} {'F':>6} {'ms/frame':>9} {'GMAC dense':>11} {'executed':>9} "
@@ -234,6 +237,9 @@ def _report(models: list[_Model], videos: list) -> list[dict]:
     print(f"{r['model']:<34} {r['j_and_f']:6.3f} {r['j']:6.3f} {r['f']:6.3f} {r['ms_per_frame']:9.1f} "
           f"{r['gmac_dense']:11.3f} {r['gmac_executed']:9.3f} {r['ms_per_frame'] / base['ms_per_frame']:13.2f} "
           f"{r['gmac_executed'] / base['gmac_executed']:12.2f}")
+  print("J&F per object: " + ", ".join(base["per_object"]))
+  for r in rows:
+    print(f"  {r['model']:<32} " + " ".join(f"{score:6.3f}" for score in r["per_object"].values()))
   for r in rows:
     if r["gmac_executed"] < r["gmac_dense"]:
       print(f"{r['model']}: executes {r['gmac_executed'] / r['gmac_dense']:.2f} of its dense MACs")
