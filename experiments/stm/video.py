@@ -21,7 +21,11 @@ STM differs by its plain cross-entropy and, in `full`, its frame-gap schedule):
     python -m jaxvos train --config experiments/stm/video.py:full --workdir RUNS/stm-video \
         --config.train.init_from=RUNS/stm-static
 
-Hardware and result: not yet run (neither variant).
+Hardware and result (`cpu`): the 2-core CPU (2.5-3x slower than in session 2, when STCN's run was made), 4349 s of
+training over sessions 13-14 (resumed from step 1250). Held-out validation J&F 0.289 / 0.343 / 0.288 / 0.455 /
+**0.473** / 0.456 / 0.463 / 0.453 at steps 500-4000 (STCN's run: peak 0.533, final 0.465); DAVIS 2016 val at 96
+0.452 (`final`) / 0.434 (`best`, step 2500) against STCN's 0.417 / 0.409; at 160 held-out 0.446, val 0.393
+(`experiments/README.md`, session 14). `full`: not yet run.
 """
 
 import ml_collections
