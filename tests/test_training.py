@@ -304,12 +304,19 @@ def test_train_command_starts_an_encoder_from_an_imported_resnet(tmp_path, capsy
   assert not np.array_equal(exported["params"]["key_encoder"]["conv1"]["kernel"], params["conv1"]["kernel"])
 
 
-def test_bench_train_prints_clips_per_second(capsys):
+def test_bench_train_prints_clips_per_second(capsys, monkeypatch):
+  sources, build_dataset = [], train_cli.build_dataset
+
+  def recorded(config, *args, **kwargs):  # bench train reads the clips `jaxvos train` reads (pseudo-videos too)
+    sources.append(config.data.source)
+    return build_dataset(config, *args, **kwargs)
+  monkeypatch.setattr(train_cli, "build_dataset", recorded)
   overrides = [arg for o in TEST_OVERRIDES for arg in ("--override", o[len("--config."):])]
   status = cli_main.main(["bench", "train", "--config", SMOKE_CONFIG, "--devices", "1", "--steps", "2",
                           "--warmup", "0", *overrides])
   out = capsys.readouterr().out
   assert status == 0, out
+  assert sources == ["synthetic"]
   assert "global batch 8 clips of 3x32x32, 1 cpu device(s)" in out
   for label in ("step only", "with data loading"):
     line = next(line for line in out.splitlines() if line.startswith(label))

@@ -46,7 +46,7 @@ def run(args) -> int:
   import jax  # pylint: disable=g-import-not-at-top  (JAX starts only when benchmarking)
   from data_pipelines import sampling  # pylint: disable=g-import-not-at-top
   from jaxvos.cli import train as train_cli  # pylint: disable=g-import-not-at-top
-  from jaxvos.training import data as data_lib, loop, sharding  # pylint: disable=g-import-not-at-top
+  from jaxvos.training import loop, sharding  # pylint: disable=g-import-not-at-top
   overrides = [*getattr(args, "extra", []), *(f"--config.{item}" for item in args.override)]
   config = train_cli.load_config(args.config, overrides)
   mesh = sharding.make_mesh(args.devices)
@@ -54,8 +54,7 @@ def run(args) -> int:
   optimizer, train_step = train_cli.build_train_step(config, family)
   items, static = train_cli.build_items(config)
   batch_size = config.data.batch_size
-  dataset = data_lib.clip_dataset(items, train_cli.build_clip_spec(config), static=static,
-                                  global_batch_size=batch_size, seed=config.data.seed)
+  dataset = train_cli.build_dataset(config, items, static, shard_index=0, shard_count=1)  # pseudo-videos too
   iterator = sampling.clip_iterator(dataset, num_threads=config.data.threads, prefetch=config.data.prefetch)
   batches = [next(iterator) for _ in range(args.warmup + args.steps + 1)]
   state = loop.initial_state(family, optimizer, mesh, seed=0, init_hw=tuple(config.data.crop_hw))
