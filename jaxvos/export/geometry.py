@@ -1,4 +1,4 @@
-"""Frame geometry in NumPy alone: `jaxvos.inference.frames` for runners that must not import JAX (ONNX, PyTorch).
+"""Frame geometry in NumPy alone: the half of `jaxvos.inference.frames` that runners without JAX (ONNX, PyTorch) use.
 
 The same conventions as the JAX engine: a frame of input size H x W is seen at its *model size* (the shorter side
 resized to `size`, aspect kept; -1 keeps it, then zero padding, split evenly, to multiples of 16), normalised
@@ -7,6 +7,7 @@ The resizes replicate the JAX ones: `jax.image.resize(..., "linear", antialias=T
 filter widened when downsampling, as a weight matrix per axis) and `jaxvos.ops.resize.resize_bilinear` out of it.
 """
 
+from collections.abc import Mapping
 import dataclasses
 import functools
 
@@ -38,6 +39,15 @@ def plan_geometry(input_hw: tuple[int, int], size: int = 480, multiple: int = 16
     resized = (size, max(1, round(w * scale))) if h <= w else (max(1, round(h * scale)), size)
   pad_h, pad_w = (-resized[0]) % multiple, (-resized[1]) % multiple
   return Geometry((int(h), int(w)), resized, (pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2))
+
+
+def object_ids_of(annotations: Mapping[int, np.ndarray]) -> np.ndarray:
+  """Sorted object ids (1..255) found in the annotations."""
+  ids = np.unique(np.concatenate([np.unique(a) for a in annotations.values()])) if annotations else np.zeros(0)
+  ids = ids[ids != 0].astype(np.int64)
+  if ids.size == 0:
+    raise ValueError("the annotations hold no object")
+  return ids
 
 
 def normalize(frames: np.ndarray) -> np.ndarray:

@@ -92,7 +92,7 @@ class OnnxSegmenter:
     Like `jaxvos.inference.Segmenter.segment_video`; the exported graphs carry no aux outputs, so `stats` stays
     empty.
     """
-    stream = OnnxStream(self.model, object_ids_of(annotations))
+    stream = OnnxStream(self.model, geometry_lib.object_ids_of(annotations))
     for t, frame in enumerate(frames):
       if not stream.started and t not in annotations:
         yield np.zeros(frame.shape[:2], np.uint8)
@@ -104,7 +104,7 @@ class OnnxSegmenter:
 
   def check(self, input_hw: tuple[int, int], annotations: Mapping[int, np.ndarray]) -> None:
     """Raises the ValueError that segmenting a video of this size and these objects would raise, up front."""
-    OnnxStream(self.model, object_ids_of(annotations))._plan(input_hw)  # pylint: disable=protected-access
+    OnnxStream(self.model, geometry_lib.object_ids_of(annotations))._plan(input_hw)  # pylint: disable=protected-access
 
 
 class OnnxStream:
@@ -171,15 +171,6 @@ class OnnxStream:
     # Slot numbers of the new objects among all objects, not among the new ones only.
     slot_map = np.concatenate([[0], np.flatnonzero(new) + 1]).astype(np.uint8)[slot_map]
     return slot_map, new
-
-
-def object_ids_of(annotations: Mapping[int, np.ndarray]) -> np.ndarray:
-  """Sorted object ids (1..255) found in the annotations."""
-  ids = np.unique(np.concatenate([np.unique(a) for a in annotations.values()])) if annotations else np.zeros(0)
-  ids = ids[ids != 0].astype(np.int64)
-  if ids.size == 0:
-    raise ValueError("the annotations hold no object")
-  return ids
 
 
 def segment_video(model_dir: str | os.PathLike, frames: Iterable[np.ndarray],

@@ -22,7 +22,6 @@ import numpy as np
 
 from data_pipelines.errors import DataError
 from jaxvos.export import geometry as geometry_lib
-from jaxvos.export.onnx_runner import object_ids_of
 
 class TorchSegmenter:
   """`segment_video` of `jaxvos.inference.engine.Segmenter`, on a twin checkpoint (`.pth`)."""
@@ -47,7 +46,7 @@ class TorchSegmenter:
     """Yields uint8 [H W] id maps, one per frame in order (see the module docstring); the twin reports no
     per-frame statistics, so `stats` stays empty."""
     del stats
-    stream = self.stream(object_ids_of(annotations))
+    stream = self.stream(geometry_lib.object_ids_of(annotations))
     for t, frame in enumerate(frames):
       if not stream.started and t not in annotations:
         yield np.zeros(frame.shape[:2], np.uint8)

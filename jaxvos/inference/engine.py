@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvos import precision
+from jaxvos.export import geometry as geometry_lib
 from jaxvos.inference import frames as frames_lib
 from jaxvos.models.family import Family
 
@@ -50,7 +51,7 @@ class Segmenter:
     `stats`, if given, receives the family's aux statistics of the video (`Stream.aux_stats`) once the last
     frame has been yielded.
     """
-    slot_ids = object_ids_of(annotations)
+    slot_ids = geometry_lib.object_ids_of(annotations)
     stream, pending = Stream(self, slot_ids), []
     for t, frame in enumerate(frames):
       if not stream.started:
@@ -172,15 +173,6 @@ def _scan_chunk(family: Family, variables, state, frames: jax.Array, slot_maps: 
     return state, (output.logits[0], jax.tree.map(lambda x: x[0], output.aux))
 
   return jax.lax.scan(body, state, (frames, slot_maps, new_valid))
-
-
-def object_ids_of(annotations: Mapping[int, np.ndarray]) -> np.ndarray:
-  """Sorted object ids (1..255) found in the annotations."""
-  ids = np.unique(np.concatenate([np.unique(a) for a in annotations.values()])) if annotations else np.zeros(0)
-  ids = ids[ids != 0].astype(np.int64)
-  if ids.size == 0:
-    raise ValueError("the annotations hold no object")
-  return ids
 
 
 def segment_video(family: Family, variables, frames: Iterable[np.ndarray],

@@ -2,44 +2,18 @@
 
 A video of input size H x W is segmented at a *model size*: the shorter side resized to `size` (aspect kept;
 -1 keeps the input size) and then zero-padded (evenly, as STM/STCN) to multiples of 16. Videos whose model sizes
-agree share one compiled `step`; resizing in and out is compiled per input size and is cheap.
+agree share one compiled `step`; resizing in and out is compiled per input size and is cheap. The NumPy half
+(`Geometry`, `plan_geometry`, the ImageNet statistics) lives in `jaxvos.export.geometry`, which the runners
+that must not import JAX (ONNX, PyTorch) share.
 """
-
-import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from data_pipelines.image_io import resize_nearest
+from jaxvos.export.geometry import IMAGENET_MEAN, IMAGENET_STD, Geometry, plan_geometry  # the NumPy half
 from jaxvos.ops.resize import pad_to_multiple, resize_bilinear, unpad
-
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
-
-
-@dataclasses.dataclass(frozen=True)
-class Geometry:
-  input_hw: tuple[int, int]
-  resized_hw: tuple[int, int]
-  pads: tuple[int, int, int, int]  # top, bottom, left, right
-
-  @property
-  def model_hw(self) -> tuple[int, int]:
-    top, bottom, left, right = self.pads
-    return self.resized_hw[0] + top + bottom, self.resized_hw[1] + left + right
-
-
-def plan_geometry(input_hw: tuple[int, int], size: int = 480, multiple: int = 16) -> Geometry:
-  """Shorter side to `size` (-1 keeps it), then even zero padding to multiples of `multiple`."""
-  h, w = input_hw
-  if size == -1:
-    resized = (h, w)
-  else:
-    scale = size / min(h, w)
-    resized = (size, max(1, round(w * scale))) if h <= w else (max(1, round(h * scale)), size)
-  pad_h, pad_w = (-resized[0]) % multiple, (-resized[1]) % multiple
-  return Geometry((h, w), resized, (pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2))
 
 
 def normalize(frames: jax.Array) -> jax.Array:
