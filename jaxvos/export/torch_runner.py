@@ -23,6 +23,7 @@ import numpy as np
 from data_pipelines.errors import DataError
 from jaxvos.export import geometry as geometry_lib
 
+
 class TorchSegmenter:
   """`segment_video` of `jaxvos.inference.engine.Segmenter`, on a twin checkpoint (`.pth`)."""
 
