@@ -11,8 +11,8 @@ target's own image, e.g. the other dancer of a DAVIS frame), and optionally obje
 A clip follows `jaxvos.types.ClipBatch` (without the batch axis): frames uint8 [t h w 3], labels uint8 [t h w]
 (targets 1..k, k <= max_objects, at least one visible in frame 0), object_valid bool [max_objects], frame_indices
 int32 [t] (0..t-1). With `annotate_late_entries` a clip also has first_frame int32 [max_objects]: the frame where
-each object is first annotated (labels hold no pixel of it before); the training unroll of today only reads the
-masks of frame 0, so by default objects that enter later are unannotated distractors instead.
+each object is first annotated (labels hold no pixel of it before), where the training unroll gives it to the
+model (`jaxvos.training.step`); by default objects that enter later are unannotated distractors instead.
 
 `PseudoVideoSampler` is a grain `RandomMap`: with `sampling.clip_dataset` element i is a pure function of
 (seed, i); the element's item gives the first target and the others are drawn from the whole `pool` with the

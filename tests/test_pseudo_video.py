@@ -209,6 +209,7 @@ def test_late_entries_have_no_pixels_before_their_first_frame(items):
   firsts = []
   for step in range(3):
     batch = dataset(items, spec=spec, config=config)[step]
+    check_clip_batch(batch, num_frames=6, crop_hw=(40, 48), max_objects=3)
     for b in range(4):
       assert batch["first_frame"][b][batch["object_valid"][b]].min() == 0
       for k in np.flatnonzero(batch["object_valid"][b]) + 1:

@@ -37,6 +37,15 @@ def test_check_clip_batch_catches_broken_batches():
   batch["labels"] = batch["labels"].astype(np.int32)
   with pytest.raises(ValueError, match="labels"):
     check_clip_batch(batch, num_frames=3, crop_hw=(48, 64), max_objects=2)
+  batch = dict(dataset()[0])
+  batch["first_frame"] = np.zeros((4, 2), np.int32)
+  check_clip_batch(batch, num_frames=3, crop_hw=(48, 64), max_objects=2)  # every object from frame 0
+  batch["first_frame"][0, 0] = 1  # object 1 has pixels in frame 0
+  with pytest.raises(ValueError, match="clip 0: object 1 is not first annotated at its first_frame 1"):
+    check_clip_batch(batch, num_frames=3, crop_hw=(48, 64), max_objects=2)
+  batch["first_frame"][0, 0] = 3
+  with pytest.raises(ValueError, match="outside the clip"):
+    check_clip_batch(batch, num_frames=3, crop_hw=(48, 64), max_objects=2)
 
 
 def test_deterministic_given_the_seed():

@@ -2,6 +2,7 @@
 bfloat16 compute, the bootstrapping schedule, non-finite losses, schedules, and what the unroll feeds the model."""
 
 import dataclasses
+import functools
 
 import flax.linen as nn
 import flax.struct
@@ -14,6 +15,7 @@ import pytest
 from data_pipelines import sampling, synthetic
 from jaxvos import losses
 from jaxvos.inference import Segmenter
+from jaxvos.models import registry
 from jaxvos.models.family import StepOutput
 from jaxvos.ops import attention
 from jaxvos.training import loop, optimizer as optimizer_lib, sharding, step as step_lib
@@ -58,8 +60,10 @@ class ToyFamily:
     return ToyMemory(self._prototypes(feats, masks), object_valid, jnp.ones((), jnp.int32))
 
   def step(self, variables, memory, frame, new_masks, new_object_valid, *, rng=None):
-    del new_masks, new_object_valid  # training clips never introduce objects
     feats = ToyNet().apply(variables, frame)
+    is_new = new_object_valid[:, :, None]
+    memory = memory.replace(prototypes=jnp.where(is_new, self._prototypes(feats, new_masks), memory.prototypes),
+                            object_valid=memory.object_valid | new_object_valid)
     scores = jnp.einsum("bhwc,boc->bohw", feats, memory.prototypes).astype(jnp.float32)
     draw = jnp.zeros((frame.shape[0],)) if rng is None else jax.random.normal(rng, (frame.shape[0],))
     scores = scores + self.noise * draw[:, None, None, None]
@@ -180,6 +184,66 @@ def test_unroll_sees_only_the_first_frames_labels():
   first_changed[:, 0, :8, :8] = 1
   changed = step_lib.unroll_clip(FAMILY, variables, frames, first_changed, batch["object_valid"]).logits
   assert not np.allclose(changed, logits)
+
+
+def late_entry_clip(b=2, t=4, hw=48):
+  """Clips where object 1 is there from frame 0 and object 2 enters at frame 2."""
+  frames = np.random.default_rng(0).integers(0, 256, (b, t, hw, hw, 3), np.uint8)
+  labels = np.zeros((b, t, hw, hw), np.uint8)
+  labels[:, :, 4:20, 4:20] = 1
+  labels[:, 2:, 28:44, 24:40] = 2
+  return {"frames": frames, "labels": labels, "object_valid": np.ones((b, 2), bool),
+          "frame_indices": np.tile(np.arange(t, dtype=np.int32), (b, 1)), "first_frame": np.tile([0, 2], (b, 1))}
+
+
+def test_an_object_entering_late_is_given_to_the_model_at_its_first_frame():
+  """With `first_frame` the unroll is the protocol loop inference runs: object 2 is given to the model at frame 2
+  through `step`'s new masks, its labels are read there only, and before it the model has no object 2."""
+  family = registry.build("stcn-tiny")
+  variables = family.init(jax.random.PRNGKey(0), (48, 48))
+  clip = late_entry_clip()
+  frames = jnp.asarray(clip["frames"], jnp.float32) / 255.0
+  labels, valid, first = clip["labels"], clip["object_valid"], clip["first_frame"]
+  unroll = jax.jit(lambda labels, first: step_lib.unroll_clip(family, variables, frames, labels, valid,
+                                                              first_frame=first, remat=False).logits)
+  logits = np.asarray(unroll(labels, first))
+
+  def given(i):  # masks [b o h w] and validity [b o] of the objects first annotated at frame i, by hand
+    new = valid & (first == i)
+    masks = np.stack([labels[:, i] == k for k in (1, 2)], axis=1) & new[:, :, None, None]
+    return jnp.asarray(masks, jnp.float32), jnp.asarray(new)
+
+  state = jax.jit(functools.partial(family.init_memory, variables))(frames[:, 0], *given(0))
+  step = jax.jit(functools.partial(family.step, variables))
+  expected = []
+  for i in range(1, 4):
+    state, out = step(state, frames[:, i], *given(i))
+    expected.append(out.logits)
+  np.testing.assert_allclose(logits, np.stack(expected), atol=1e-4)
+  probs = jax.nn.softmax(logits, axis=2)
+  assert float(probs[0, :, 2].max()) < 1e-3  # frame 1: no object 2 yet
+  np.testing.assert_allclose(probs[1, :, 2], labels[:, 2] == 2, atol=1e-3)  # frame 2: given
+  later = labels.copy()
+  later[:, 3] = np.where(later[:, 3] == 2, 0, later[:, 3])  # object 2's labels after its first frame
+  np.testing.assert_array_equal(unroll(later, first), logits)
+  absent = labels.copy()
+  absent[:, 2:] = np.where(absent[:, 2:] == 2, 0, absent[:, 2:])
+  assert not np.allclose(unroll(absent, first), logits)
+
+
+def test_first_frame_reaches_the_train_step_through_the_device_batch():
+  clip = late_entry_clip(hw=32)
+  batch = sharding.device_batch(clip, sharding.make_mesh(1))
+  assert sorted(batch) == ["first_frame", "frames", "labels", "object_valid"]
+  optimizer = optax.sgd(1e-2)
+  train_step = jax.jit(step_lib.make_train_step(FAMILY, optimizer))
+  state = fresh_state(optimizer)
+  _, given_late = train_step(state, batch)
+  _, all_at_zero = train_step(state, {**batch, "first_frame": jnp.zeros_like(batch["first_frame"])})
+  del batch["first_frame"]
+  _, without = train_step(state, batch)
+  assert float(given_late["loss"]) != float(without["loss"])
+  assert float(all_at_zero["loss"]) == float(without["loss"])
 
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -18,6 +18,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
 BATCH_KEYS = ("frames", "labels", "object_valid")  # what the step reads (frame_indices stay on the host)
+OPTIONAL_BATCH_KEYS = ("first_frame",)  # read when the data gives them (`jaxvos.types.ClipBatch`)
 
 
 def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
@@ -67,7 +68,7 @@ def device_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, ja
   """The global batch from this process's shard (NumPy, leading axis = local batch), split over `data`."""
   sharding = batch_sharding(mesh)
   return {key: jax.make_array_from_process_local_data(sharding, np.asarray(local_batch[key]))
-          for key in BATCH_KEYS}
+          for key in BATCH_KEYS + OPTIONAL_BATCH_KEYS if key in local_batch}
 
 
 def host_copy(tree: Any) -> Any:

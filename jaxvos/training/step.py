@@ -6,7 +6,10 @@ to compile once with `jax.jit` and shardings (`jaxvos.training.sharding`). For e
 1. `family.init_memory` on frame 0 with its ground-truth masks;
 2. `family.step` on frames 1 .. t-1 under `lax.scan`, the memory as the carry; the family writes each frame into
    memory from its own detached soft prediction (STM/STCN practice; `jaxvos.models.skeleton`), so the clip's
-   later frames never see their ground truth;
+   later frames never see their ground truth, except an object that enters late: with the batch's optional
+   `first_frame` (int32 [b o], e.g. pseudo-videos with `annotate_late_entries`) object k is given to the model
+   at frame `first_frame[k]` as inference gives it (`new_masks` / `new_object_valid`), and is background to the
+   model before;
 3. the family's `loss` on frames 1 .. t-1 (by default cross-entropy or STCN's bootstrapped cross-entropy over
    {background, objects}, averaged over frames and videos; a family may add terms from the steps' aux outputs);
    gradients of the parameters only (BatchNorm is frozen).
@@ -29,32 +32,42 @@ from jaxvos.models.family import Family, StepOutput
 from jaxvos.precision import cast_floats
 from jaxvos.training.state import TrainState
 
-Batch = dict[str, jax.Array]  # frames uint8 [b t h w 3], labels uint8 [b t h w], object_valid bool [b o]
+Batch = dict[str, jax.Array]  # frames uint8 [b t h w 3], labels uint8 [b t h w], object_valid bool [b o],
+#                               optionally first_frame int32 [b o]
 
 
 def unroll_clip(family: Family, variables: Any, frames: jax.Array, labels: jax.Array, object_valid: jax.Array,
-                *, remat: bool = True, rng: jax.Array | None = None) -> StepOutput:
+                *, first_frame: jax.Array | None = None, remat: bool = True,
+                rng: jax.Array | None = None) -> StepOutput:
   """The step outputs of frames 1 .. t-1 of clips `frames` [b t h w 3] (normalised), stacked over frames:
   logits float [t-1 b o+1 h w] and each aux array [t-1 b ...].
 
-  `labels` uint8 [b t h w]: only frame 0 is read (its masks initialise the memory). With `remat`, the per-frame
-  step is rematerialised in the backward pass (`jax.checkpoint`). With `rng`, frame i's step gets
-  `fold_in(rng, i)` (training: dropout, sampled gates); without, every step is deterministic.
+  `labels` uint8 [b t h w]: without `first_frame` only frame 0 is read (its masks initialise the memory). With
+  `first_frame` int32 [b o], object k's masks are read at frame `first_frame[b, k]` only, where it is given to the
+  model (at 0 by `init_memory`, later by `step`'s `new_masks`). With `remat`, the per-frame step is
+  rematerialised in the backward pass (`jax.checkpoint`). With `rng`, frame i's step gets `fold_in(rng, i)`
+  (training: dropout, sampled gates); without, every step is deterministic.
   """
   num_objects = object_valid.shape[1]
-  first_masks = one_hot_slots(labels[:, 0], num_objects)
-  state = family.init_memory(variables, frames[:, 0], first_masks, object_valid)
-  no_masks, no_objects = jnp.zeros_like(first_masks), jnp.zeros_like(object_valid)
+  if first_frame is None:
+    first_frame = jnp.zeros(object_valid.shape, jnp.int32)
+
+  def given_at(index, frame_labels):
+    """The masks float [b o h w] and validity bool [b o] of the objects given at frame `index`."""
+    valid = object_valid & (first_frame == index)
+    return one_hot_slots(frame_labels, num_objects) * valid[:, :, None, None], valid
+
+  state = family.init_memory(variables, frames[:, 0], *given_at(0, labels[:, 0]))
 
   def frame_step(state, inputs):
-    frame, index = inputs
+    frame, frame_labels, index = inputs
     frame_rng = None if rng is None else jax.random.fold_in(rng, index)
-    return family.step(variables, state, frame, no_masks, no_objects, rng=frame_rng)
+    return family.step(variables, state, frame, *given_at(index, frame_labels), rng=frame_rng)
 
   if remat:
     frame_step = jax.checkpoint(frame_step, prevent_cse=False)
-  later = jnp.moveaxis(frames[:, 1:], 1, 0)
-  _, outputs = jax.lax.scan(frame_step, state, (later, jnp.arange(1, frames.shape[1])))
+  later = (jnp.moveaxis(frames[:, 1:], 1, 0), jnp.moveaxis(labels[:, 1:], 1, 0), jnp.arange(1, frames.shape[1]))
+  _, outputs = jax.lax.scan(frame_step, state, later)
   return outputs
 
 
@@ -81,7 +94,8 @@ def make_train_step(family: Family, optimizer: optax.GradientTransformation, *, 
     variables = cast_floats({"params": params, "batch_stats": state.batch_stats}, compute_dtype)
     frames = normalize(batch["frames"]).astype(compute_dtype)
     rng = jax.random.fold_in(state.rng, state.step)  # the only randomness of a step
-    outputs = unroll_clip(family, variables, frames, batch["labels"], batch["object_valid"], remat=remat, rng=rng)
+    outputs = unroll_clip(family, variables, frames, batch["labels"], batch["object_valid"],
+                          first_frame=batch.get("first_frame"), remat=remat, rng=rng)
     labels = jnp.moveaxis(batch["labels"][:, 1:], 1, 0)
     value, metrics = family.loss(outputs.logits, labels, batch["object_valid"], outputs.aux, state.step, loss)
     return value, jax.lax.stop_gradient(metrics)
