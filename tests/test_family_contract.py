@@ -1,6 +1,7 @@
 """The family contract, checked for every registered family's `-tiny` variant (a new family is tested by
 registering it): shapes and dtypes, scan == streaming, object permutation, padded objects, late objects, a state
-of constant size, bfloat16 compute, no recompilation for a second video, checkpoint round trip, one train step."""
+of constant size, bfloat16 compute, no recompilation for a second video, checkpoint round trip, one train step
+(with an object that enters at frame 1)."""
 
 import functools
 
@@ -223,8 +224,10 @@ def test_one_train_step_has_finite_loss_and_gradients(name):
   labels = np.zeros((1, 3, H, W), np.uint8)
   for t in range(3):
     labels[0, t] = np.where(np.asarray(masks[0, 1]) > 0, 2, np.where(np.asarray(masks[0, 0]) > 0, 1, 0))
+  labels[0, 0][labels[0, 0] == 2] = 0  # object 2 enters at frame 1, where the unroll gives it to the model
   frames_uint8 = np.clip(np.moveaxis(np.asarray(frames), 0, 1) * 60 + 120, 0, 255).astype(np.uint8)
-  batch = {"frames": frames_uint8, "labels": labels, "object_valid": np.ones((1, 2), bool)}
+  batch = {"frames": frames_uint8, "labels": labels, "object_valid": np.ones((1, 2), bool),
+           "first_frame": np.array([[0, 1]], np.int32)}
   new_state, metrics = train_step(state, batch)
   assert np.isfinite(float(metrics["loss"])) and np.isfinite(float(metrics["grad_norm"]))
   moved = jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))), new_state.params, state.params)
