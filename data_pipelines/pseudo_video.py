@@ -63,6 +63,9 @@ class PseudoVideoConfig:
     if self.min_objects < 1 or self.max_distractors < 0 or not 0 < lo <= hi:
       raise ValueError(f"PseudoVideoConfig needs min_objects >= 1, max_distractors >= 0 and 0 < object_size[0] "
                        f"<= object_size[1], got {self}")
+    for name in ("same_source_probability", "twin_probability", "late_entry_probability"):
+      if not 0 <= getattr(self, name) <= 1:
+        raise ValueError(f"PseudoVideoConfig's {name} must be in [0, 1], got {getattr(self, name)}")
 
 
 @dataclasses.dataclass(frozen=True)

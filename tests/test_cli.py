@@ -80,7 +80,7 @@ def test_judo_size_repair_is_a_one_line_warning(shared_data, tmp_path):
 HELP_COMMANDS = [("segment",), ("evaluate",), ("data", "inspect"), ("data", "synth"), ("data", "preview"),
                  ("convert", "from-torch"), ("convert", "to-torch"), ("bench", "metric"), ("bench", "segment"),
                  ("bench", "train")]
-PLACEHOLDERS = {"DIR", "FILE", "N", "NAME", "LIST", "DIR|VIDEO", "DIR|PNG", "DIR[,DIR...]"}
+PLACEHOLDERS = {"DIR", "FILE", "N", "P", "NAME", "LIST", "DIR|VIDEO", "DIR|PNG", "DIR[,DIR...]"}
 # Options added by modules still being written elsewhere (bench segment's family comparison, bench/families.py).
 PLACEHOLDERS_PENDING = {"--against", "--object-counts", "--timed-frames", "--match-fraction", "--entries-size"}
 

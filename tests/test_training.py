@@ -256,6 +256,15 @@ def test_train_command_refuses_a_bad_config_in_one_line(arguments, message, tmp_
   assert not (tmp_path / "w").exists()
 
 
+def test_train_command_refuses_a_bad_pseudo_video_field_in_one_line(tmp_path):
+  arguments = ["train", "--workdir", str(tmp_path / "w"), "--config", str(REPO / "experiments" / "stcn" / "pseudo.py"),
+               "--config.data.batch_size=8", "--config.data.pseudo_video.late_entry_probability=2"]
+  with pytest.raises(SystemExit, match=r"^error: data.pseudo_video: PseudoVideoConfig's late_entry_probability "
+                     r"must be in \[0, 1\], got 2.0$"):
+    cli_main.main(arguments)
+  assert not (tmp_path / "w").exists()
+
+
 def test_overrides_are_parsed_by_the_type_of_their_field():
   with pytest.warns(DataWarning, match=r"smoke.py: --config.train.steps=6: what the config derives from its 1000 "):
     config = train_cli.load_config(SMOKE_CONFIG, [

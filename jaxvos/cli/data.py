@@ -73,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "(default: 3)")
   preview.add_argument("--max-gap", type=int, default=5, metavar="N", help="largest step between sampled frames "
                        "(default: 5)")
+  preview.add_argument("--late-entries", type=float, default=0.0, metavar="P",
+                       help="with --pseudo-video: the probability (0 to 1) that a target enters after frame 0, "
+                       "annotated from where it shows (default: 0)")
   preview.add_argument("--seed", type=int, default=0, metavar="N", help="the random seed (default: 0)")
 
 
@@ -116,11 +119,17 @@ def _synth(args) -> int:
 
 
 def _preview(args) -> int:
+  if not 0 <= args.late_entries <= 1:
+    raise SystemExit(f"error: --late-entries {args.late_entries}: a probability, from 0 to 1")
+  if args.late_entries and not getattr(args, "pseudo_video", None):
+    raise SystemExit("error: --late-entries needs --pseudo-video")
   items = _items(args)
   spec = sampling.ClipSpec(num_frames=args.frames, crop_hw=(args.crop, args.crop), max_objects=args.max_objects,
                            gap_schedule=sampling.GapSchedule((args.max_gap,)))
   if getattr(args, "pseudo_video", None):
-    sampler = pseudo_video.PseudoVideoSampler(spec, args.batch, items)
+    config = pseudo_video.PseudoVideoConfig(late_entry_probability=args.late_entries,
+                                            annotate_late_entries=args.late_entries > 0)
+    sampler = pseudo_video.PseudoVideoSampler(spec, args.batch, items, config)
   else:
     kind = sampling.PseudoClipSampler if isinstance(items[0], static_images.StaticImage) else sampling.VideoClipSampler
     sampler = kind(spec, args.batch)
@@ -134,6 +143,9 @@ def _preview(args) -> int:
   valid = batch["object_valid"].sum(axis=1).tolist()
   print(f"sampled {args.batch} clips of {args.frames} frames from {len(items)} items in {seconds:.2f} s "
         f"({args.batch / seconds:.1f} clips/s); objects per clip {valid}; frames {batch['frame_indices'].tolist()}")
+  if "first_frame" in batch:
+    firsts = [first[:count].tolist() for first, count in zip(batch["first_frame"], valid)]
+    print(f"first annotated frame of each object, per clip: {firsts}")
   print(f"wrote {args.out}")
   return 0
 

@@ -276,7 +276,11 @@ def build_dataset(config: ml_collections.ConfigDict, items: list, static: bool, 
     from data_pipelines import pseudo_video  # pylint: disable=g-import-not-at-top
     fields = {key: tuple(value) if isinstance(value, list) else value
               for key, value in _to_dict(data.pseudo_video).items()}
-    return data_lib.pseudo_video_dataset(items, spec, pseudo_video.PseudoVideoConfig(**fields), **shard)
+    try:
+      pseudo_config = pseudo_video.PseudoVideoConfig(**fields)
+    except (TypeError, ValueError) as e:
+      raise SystemExit(f"error: data.pseudo_video: {e}") from None
+    return data_lib.pseudo_video_dataset(items, spec, pseudo_config, **shard)
   return data_lib.clip_dataset(items, spec, static=static, **shard)
 
 
