@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from jaxvos.training import plot
@@ -38,3 +39,23 @@ def test_curves_png_has_the_three_panels_and_the_baseline(tmp_path):
     return np.nonzero(np.all(loss_panel[:, column] == blue, axis=-1))[0].mean()
 
   assert abs((row(20) - row(10)) - (row(100) - row(50))) <= 3
+
+
+def test_compare_runs_draws_each_run_in_its_colour_with_a_legend(tmp_path):
+  runs = []
+  for index, scores in enumerate(((0.2, 0.4, 0.5), (0.3, 0.35))):
+    path = tmp_path / f"run{index}.jsonl"
+    path.write_text("".join(json.dumps({"step": 500 * (i + 1), "val/j_and_f": v}) + "\n"
+                            for i, v in enumerate(scores)), encoding="utf-8")
+    runs.append((f"run {index}", str(path)))
+  plot.compare_runs(runs, str(tmp_path / "runs.png"))
+  image = np.asarray(Image.open(tmp_path / "runs.png").convert("RGB")).astype(int)
+  assert image.shape == (*plot._PANEL_HW, 3)
+  width = plot._PANEL_HW[1] - plot._MARGIN[1] - plot._MARGIN[3]
+  for colour, last_step in zip(plot._COLOURS[:2], (1500, 1000)):
+    columns = np.unique(np.nonzero(np.all(image == np.array(colour), axis=-1))[1])
+    assert columns.size, f"no curve in {colour}"
+    # each curve ends at its last step (the legend's stroke lies left of every curve's end)
+    assert abs(columns.max() - (plot._MARGIN[1] + (last_step - 500) / 1000 * width)) <= 3
+  with pytest.raises(ValueError, match="1 to 9 runs"):
+    plot.compare_runs(runs * 5, str(tmp_path / "too-many.png"))

@@ -6,6 +6,9 @@
 # other than the default `efficient`: raw products, raw divided by the positions, softmax of both keys over
 # channels (LiVOS).
 #   bash experiments/gam/ablations.sh /tmp/jaxvos-runs
+# Their validation beside the main run's, a curve each:
+#   python experiments/compare_runs.py --out experiments/gam/ablations-cpu.png main=RUNS/gam-davis3-cpu \
+#       no-MEM=RUNS/gam-no-mem-cpu no-CAM=RUNS/gam-no-cam-cpu raw=RUNS/gam-norm-raw-cpu ...
 set -euo pipefail
 runs=${1:-/tmp/jaxvos-runs}
 python=${PYTHON:-python}
