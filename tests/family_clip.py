@@ -94,3 +94,17 @@ def id_maps(hw: tuple[int, int]) -> dict[int, np.ndarray]:
   """The clip's annotations as id maps: object 1 at frame 0, object 2 at frame APPEARS."""
   first, second = object_masks(hw)
   return {0: first.astype(np.uint8), APPEARS: (2 * second).astype(np.uint8)}
+
+
+def twin_probabilities(processor, frames: np.ndarray) -> list[np.ndarray]:
+  """A PyTorch twin processor's probabilities of every frame of the clip, padded to the clip's object slots
+  (zeros before object 2); frames [t h w 3] as the processor takes them."""
+  import torch  # pylint: disable=g-import-not-at-top  (the ONNX tests use this module without PyTorch)
+  annotations = id_maps(frames.shape[1:3])
+  probs = []
+  for t, frame in enumerate(frames):
+    out = processor.step(torch.from_numpy(frame).permute(2, 0, 1), annotations.get(t)).numpy()
+    padded = np.zeros((O + 1, *out.shape[1:]), np.float32)
+    padded[:out.shape[0]] = out
+    probs.append(padded)
+  return probs

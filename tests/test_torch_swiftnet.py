@@ -104,17 +104,6 @@ def jax_run(family, variables, frames: np.ndarray) -> tuple[list[np.ndarray], li
   return probs, updates, state
 
 
-def twin_probabilities(processor, frames: np.ndarray) -> list[np.ndarray]:
-  """The processor's probabilities of every frame, padded to the clip's object slots (zeros before object 2)."""
-  annotations = family_clip.id_maps(frames.shape[1:3])
-  probs = []
-  for t, frame in enumerate(frames):
-    out = processor.step(torch.from_numpy(frame).permute(2, 0, 1), annotations.get(t)).numpy()
-    padded = np.zeros((family_clip.O + 1, *out.shape[1:]), np.float32)
-    padded[:out.shape[0]] = out
-    probs.append(padded)
-  return probs
-
 
 def save_twin(path, family, variables) -> None:
   tensors = {key: torch.from_numpy(np.array(value, order="C")) for key, value in twin_state_dict(
@@ -135,7 +124,7 @@ def test_twin_streams_the_probabilities_and_memory_of_jaxvos(tmp_path, name, mem
   save_twin(tmp_path / "twin.pth", family, variables)
   processor = jaxvos_torch.load(tmp_path / "twin.pth", max_objects=family_clip.O)
   assert isinstance(processor, twin.SwiftNetProcessor)
-  actual = twin_probabilities(processor, frames)
+  actual = family_clip.twin_probabilities(processor, frames)
   for t, (a, e) in enumerate(zip(actual, expected)):
     error = float(np.abs(a - e).max())
     assert error <= TOLERANCE, f"{name} {memory} {options}: frame {t}: max error {error:.3g} > {TOLERANCE}"
@@ -158,8 +147,8 @@ def test_padded_object_slots_change_nothing():
   exported = twin_state_dict(family, family_clip.random_variables(family, seed=3))
   network.load_state_dict({key: torch.from_numpy(value) for key, value in exported.items()}, strict=True)
   frames = family_clip.normalised_frames(HW, seed=4)
-  two = twin_probabilities(twin.SwiftNetProcessor(network, memory, max_objects=2), frames)
-  five = twin_probabilities(twin.SwiftNetProcessor(network, memory, max_objects=5), frames)
+  two = family_clip.twin_probabilities(twin.SwiftNetProcessor(network, memory, max_objects=2), frames)
+  five = family_clip.twin_probabilities(twin.SwiftNetProcessor(network, memory, max_objects=5), frames)
   for t, (a, b) in enumerate(zip(five, two)):
     assert float(np.abs(a - b).max()) <= TOLERANCE, f"frame {t}"
 

@@ -52,17 +52,6 @@ def random_shapes_only(family) -> dict:
                                     for path, shape in families.variable_shapes(family).items()})
 
 
-def twin_probabilities(processor, frames: np.ndarray) -> list[np.ndarray]:
-  """The processor's probabilities of every frame, padded to the clip's object slots (zeros before object 2)."""
-  annotations = family_clip.id_maps(frames.shape[1:3])
-  probs = []
-  for t, frame in enumerate(frames):
-    out = processor.step(torch.from_numpy(frame).permute(2, 0, 1), annotations.get(t)).numpy()
-    padded = np.zeros((family_clip.O + 1, *out.shape[1:]), np.float32)
-    padded[:out.shape[0]] = out
-    probs.append(padded)
-  return probs
-
 
 def assert_probabilities_close(actual: list[np.ndarray], expected: list[np.ndarray], what: str) -> None:
   for t, (a, e) in enumerate(zip(actual, expected)):
@@ -86,7 +75,7 @@ def test_twin_streams_the_probabilities_of_jaxvos(tmp_path, name, memory):
   assert to_torch_twins.write(path, family, variables) == ("twin", len(to_torch_twins.state_dict(
       family, variables, "twin")))
   processor = jaxvos_torch.load(path, max_objects=family_clip.O)
-  actual = twin_probabilities(processor, frames)
+  actual = family_clip.twin_probabilities(processor, frames)
   assert_probabilities_close(actual, expected, name)
   assert processor.object_ids == [1, 2]
   # The memory was used as jaxvos uses it: the same frames in the same slots.
@@ -102,8 +91,8 @@ def test_padded_object_slots_change_nothing():
   exported = to_torch_twins.state_dict(family, family_clip.random_variables(family, seed=3), "twin")
   network.load_state_dict({key: torch.from_numpy(value) for key, value in exported.items()}, strict=True)
   frames = family_clip.normalised_frames(HW, seed=4)
-  two = twin_probabilities(jaxvos_torch.Processor(network, memory, max_objects=2), frames)
-  five = twin_probabilities(jaxvos_torch.Processor(network, memory, max_objects=5), frames)
+  two = family_clip.twin_probabilities(jaxvos_torch.Processor(network, memory, max_objects=2), frames)
+  five = family_clip.twin_probabilities(jaxvos_torch.Processor(network, memory, max_objects=5), frames)
   assert_probabilities_close(five, two, "5 slots vs 2")
 
 
