@@ -271,6 +271,19 @@ def test_progress_lines_at_the_end_of_bursts(monkeypatch, capsys):
     progress.update()
   lines = capsys.readouterr().err.splitlines()
   assert len(lines) == 2 and all(" frames, 10.00 frames/s, ETA " in line for line in lines), lines
+  # Chunks of 4 masks: the first after 20 s of compilation, then one every 4 s. From the second line on, the time
+  # left is at the rate since the first line (1 frame/s), not the rate since the start (0.33 at 8 frames).
+  clock = iter([0.0] + [20.0] * 4 + [24.0] * 4 + [28.0] * 4 + [32.0] * 4 + [33.0])
+  monkeypatch.setattr(segment_cli.time, "monotonic", lambda: next(clock))
+  progress = segment_cli.Progress(16, 1)
+  for _ in range(16):
+    progress.update()
+  progress.finish("out")
+  assert capsys.readouterr().err.splitlines() == [
+      "segment: 4/16 frames, 0.20 frames/s, ETA 60 s",
+      "segment: 8/16 frames, 0.33 frames/s, ETA 8 s",
+      "segment: 12/16 frames, 0.43 frames/s, ETA 4 s",
+      "segment: 16 frames in 33.0 s (0.48 frames/s, compilation included); masks written to out"]
 
 
 def test_davis_root_writes_one_folder_per_sequence(tmp_path, engine):

@@ -293,7 +293,9 @@ def check_memory(family, variables, clips: list[Clip], size: int, dtype: str) ->
 
 
 class Progress:
-  """Frames done / total, frames per second and time left, on stderr; the rate includes compilation.
+  """Frames done / total, frames per second and time left, on stderr. The rate includes compilation; the time
+  left does not, after the first line: it is the rate since that line's frame (the first burst carries the
+  compilation, which the frames left will not pay again).
 
   Engines may return masks in bursts (a chunk of frames per compiled call), so a line is printed when a burst
   has ended (the next mask comes after a pause), describing the state at its end, not in the middle of one.
@@ -303,6 +305,7 @@ class Progress:
     self.total, self.num_clips, self.done, self.clip = total_frames, num_clips, 0, ""
     self.start = self.previous = self.printed = self.burst_start = time.monotonic()
     self.tty, self.shown = sys.stderr.isatty(), False
+    self.first_line = None  # (frames done, time) of the first line printed
 
   def start_clip(self, name: str) -> None:
     self.clip = name
@@ -323,8 +326,13 @@ class Progress:
   def _print(self, done: int, at: float) -> None:
     self.printed, self.shown = at, True
     rate = done / max(at - self.start, 1e-9)
+    steady = rate
+    if self.first_line is None:
+      self.first_line = (done, at)
+    elif done > self.first_line[0] and at > self.first_line[1]:
+      steady = (done - self.first_line[0]) / (at - self.first_line[1])
     where = f" {self.clip}" if self.clip and self.num_clips > 1 else ""
-    line = f"segment:{where} {done}/{self.total} frames, {rate:.2f} frames/s, ETA {(self.total - done) / rate:.0f} s"
+    line = f"segment:{where} {done}/{self.total} frames, {rate:.2f} frames/s, ETA {(self.total - done) / steady:.0f} s"
     print(f"\r{line:79s}" if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
 
   def finish(self, out: str) -> None:
