@@ -19,11 +19,11 @@ class ClipBatch(TypedDict):
   the batch has `first_frame`: then object k is annotated from frame `first_frame[b, k - 1]` on (none of its
   pixels before), and the training unroll gives it to the model there (`jaxvos.training.step`).
   """
-  frames: np.ndarray                   # uint8 [b t h w 3] RGB
-  labels: np.ndarray                   # uint8 [b t h w] 0 background, 1..o objects
-  object_valid: np.ndarray             # bool [b o]
-  frame_indices: np.ndarray            # int32 [b t] source frame of each clip frame (for inspection)
-  first_frame: NotRequired[np.ndarray]  # int32 [b o] the frame where each object is first annotated
+  frames: np.ndarray                      # uint8 [b t h w 3] RGB
+  labels: np.ndarray                      # uint8 [b t h w] 0 background, 1..o objects
+  object_valid: np.ndarray                # bool [b o]
+  frame_indices: np.ndarray               # int32 [b t] source frame of each clip frame (for inspection)
+  first_frame: NotRequired[np.ndarray]    # int32 [b o] the frame where each object is first annotated
 
 
 def check_clip_batch(batch: ClipBatch, *, num_frames: int, crop_hw: tuple[int, int], max_objects: int) -> None:
