@@ -290,8 +290,8 @@ def test_data_preview_command(folder, tmp_path):
   with Image.open(picture) as image:
     assert image.size == (3 * 32, 2 * 32)
   assert "first annotated frame" not in result.stdout
-  late = subprocess.run([sys.executable, "-m", "jaxvos", "data", "preview", "--pseudo-video", f"{folder},{folder}", "--out",
-                         str(picture), "--batch", "2", "--crop", "32", "--late-entries", "1"],
+  late = subprocess.run([sys.executable, "-m", "jaxvos", "data", "preview", "--pseudo-video", f"{folder},{folder}",
+                         "--out", str(picture), "--batch", "2", "--crop", "32", "--late-entries", "1"],
                         capture_output=True, text=True, cwd=REPO, timeout=300)
   assert late.returncode == 0, late.stderr
   firsts = late.stdout.split("first annotated frame of each object, per clip: ")[1].splitlines()[0]

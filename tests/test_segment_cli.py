@@ -254,32 +254,31 @@ def test_a_gap_in_the_frame_numbers_is_a_warning(clip, engine):
   assert list(read_outputs(clip / "out")) == ["frame_10", "frame_12", "frame_8", "frame_9"]
 
 
-def test_progress_lines_at_the_end_of_bursts(monkeypatch, capsys):
-  clock = iter([0.0] + [1.0] + [60.0] * 15 + [90.0] * 16 + [91.0])  # start; frame 0; two chunks of masks; finish
-  monkeypatch.setattr(segment_cli.time, "monotonic", lambda: next(clock))
-  progress = segment_cli.Progress(32, 1)
-  for _ in range(32):
+def progress_lines(monkeypatch, capsys, clock: list[float], total: int, finish: bool = True) -> list[str]:
+  """The lines `Progress` prints for `total` masks, `clock` giving time.monotonic's values: the start, one per mask,
+  then (with `finish`) the end."""
+  times = iter(clock)
+  monkeypatch.setattr(segment_cli.time, "monotonic", lambda: next(times))
+  progress = segment_cli.Progress(total, 1)
+  for _ in range(total):
     progress.update()
-  progress.finish("out")
-  assert capsys.readouterr().err.splitlines() == [
+  if finish:
+    progress.finish("out")
+  return capsys.readouterr().err.splitlines()
+
+
+def test_progress_lines_at_the_end_of_bursts(monkeypatch, capsys):
+  # start; frame 0; two chunks of masks; finish
+  assert progress_lines(monkeypatch, capsys, [0.0] + [1.0] + [60.0] * 15 + [90.0] * 16 + [91.0], 32) == [
       "segment: 16/32 frames, 0.27 frames/s, ETA 60 s",
       "segment: 32 frames in 91.0 s (0.35 frames/s, compilation included); masks written to out"]
-  clock = iter([0.0] + [0.1 * i for i in range(1, 301)])  # a steady 10 masks/s: no pauses, lines every ~10 s
-  monkeypatch.setattr(segment_cli.time, "monotonic", lambda: next(clock))
-  progress = segment_cli.Progress(300, 1)
-  for _ in range(300):
-    progress.update()
-  lines = capsys.readouterr().err.splitlines()
+  # a steady 10 masks/s: no pauses, lines every ~10 s
+  lines = progress_lines(monkeypatch, capsys, [0.0] + [0.1 * i for i in range(1, 301)], 300, finish=False)
   assert len(lines) == 2 and all(" frames, 10.00 frames/s, ETA " in line for line in lines), lines
   # Chunks of 4 masks: the first after 20 s of compilation, then one every 4 s. From the second line on, the time
   # left is at the rate since the first line (1 frame/s), not the rate since the start (0.33 at 8 frames).
-  clock = iter([0.0] + [20.0] * 4 + [24.0] * 4 + [28.0] * 4 + [32.0] * 4 + [33.0])
-  monkeypatch.setattr(segment_cli.time, "monotonic", lambda: next(clock))
-  progress = segment_cli.Progress(16, 1)
-  for _ in range(16):
-    progress.update()
-  progress.finish("out")
-  assert capsys.readouterr().err.splitlines() == [
+  assert progress_lines(monkeypatch, capsys, [0.0] + [20.0] * 4 + [24.0] * 4 + [28.0] * 4 + [32.0] * 4 + [33.0],
+                        16) == [
       "segment: 4/16 frames, 0.20 frames/s, ETA 60 s",
       "segment: 8/16 frames, 0.33 frames/s, ETA 8 s",
       "segment: 12/16 frames, 0.43 frames/s, ETA 4 s",

@@ -2,7 +2,8 @@
 # A chain of training stages for one family on the 2-core CPU (`cpu` variants), each stage started from the
 # previous one's final checkpoint, resumable: rerun the same command and each stage continues from its last
 # checkpoint; a finished stage is not rerun. Stage names are config files, experiments/<family>/<stage>.py;
-# a stage's workdir is RUNS/<family>-<the stages so far, joined by -, then -cpu (stcn-pseudo-cpu, stcn-pseudo-video-cpu).
+# a stage's workdir is RUNS/<family>-<stage>-...-<stage>-cpu, the stages so far (stcn-pseudo-cpu, then
+# stcn-pseudo-video-cpu).
 #   bash experiments/recipe/stages.sh stcn /tmp/jaxvos-runs pseudo video    (the default model's recipe)
 #   bash experiments/recipe/stages.sh stcn /tmp/jaxvos-runs static video
 set -euo pipefail

@@ -4,8 +4,8 @@ Two variants (`--config experiments/spvos/video.py[:VARIANT]`; the recipe is `ex
 this file sets SpVOS's stage on top of it):
 
 - `cpu` (default): `spvos-tiny` from the default model (`jaxvos/default/`: the trained `stcn-tiny`, grafted 1:1,
-  the gates at their initialisation; sessions 6-11 ran from the static -> video one, the default until session 16), 3-frame 128x128 clips of
-  the 27 DAVIS 2016 training sequences with frame gaps 1-3, batch 4, 2000 steps of AdamW at 1e-4; validated on
+  the gates at their initialisation; sessions 6-11 ran from the static -> video one, the default until session
+  16), 3-frame 128x128 clips of the 27 DAVIS 2016 training sequences with frame gaps 1-3, batch 4, 2000 steps of AdamW at 1e-4; validated on
   the held-out dog-agility, motorbike and soccerball at the default model's working size, a shorter side of 160
   (argmax gates through the sparse executor).
 

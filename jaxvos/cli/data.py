@@ -119,16 +119,17 @@ def _synth(args) -> int:
 
 
 def _preview(args) -> int:
-  if not 0 <= args.late_entries <= 1:
-    raise SystemExit(f"error: --late-entries {args.late_entries}: a probability, from 0 to 1")
   if args.late_entries and not getattr(args, "pseudo_video", None):
     raise SystemExit("error: --late-entries needs --pseudo-video")
   items = _items(args)
   spec = sampling.ClipSpec(num_frames=args.frames, crop_hw=(args.crop, args.crop), max_objects=args.max_objects,
                            gap_schedule=sampling.GapSchedule((args.max_gap,)))
   if getattr(args, "pseudo_video", None):
-    config = pseudo_video.PseudoVideoConfig(late_entry_probability=args.late_entries,
-                                            annotate_late_entries=args.late_entries > 0)
+    try:
+      config = pseudo_video.PseudoVideoConfig(late_entry_probability=args.late_entries,
+                                              annotate_late_entries=args.late_entries > 0)
+    except ValueError as e:
+      raise SystemExit(f"error: --late-entries: {e}") from None
     sampler = pseudo_video.PseudoVideoSampler(spec, args.batch, items, config)
   else:
     kind = sampling.PseudoClipSampler if isinstance(items[0], static_images.StaticImage) else sampling.VideoClipSampler
