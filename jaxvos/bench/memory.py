@@ -248,11 +248,12 @@ _MARGIN = (40, 64, 40, 16)  # top, left, bottom, right
 
 
 def plot(results: list[dict], path: str) -> None:
-  """Figure 1 as a PNG (Pillow): peak memory and latency (log scales) by resolution and by length, one colour
-  per model. Memory panels: solid, the peak while segmenting (the device's on a GPU, else the host RSS after
+  """Figure 1 as a PNG (Pillow): peak memory and latency (log scales) by resolution and by length (the sweeps
+  that `results` holds), one colour per model. Memory panels: solid, the peak while segmenting (the device's on a GPU, else the host RSS after
   compilation); dashed, the bytes of the state itself. Runs that did not fit are marked with an x on the top edge."""
   from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
-  picture = Image.new("RGB", (2 * _PANEL[1], 2 * _PANEL[0] + 30), "white")
+  sweeps = [sweep for sweep in ("resolution", "length") if any(r["sweep"] == sweep for r in results)]
+  picture = Image.new("RGB", (2 * _PANEL[1], len(sweeps) * _PANEL[0] + 30), "white")
   draw = ImageDraw.Draw(picture)
   models = list(dict.fromkeys(r["model"] for r in results))
   for i, model in enumerate(models):
@@ -261,7 +262,7 @@ def plot(results: list[dict], path: str) -> None:
     draw.text((x + 36, 9), model, fill="black")
   draw.text((10 + 150 * len(models), 9), "solid: peak while segmenting   dashed: the state's own bytes",
             fill="black")
-  for row, sweep in enumerate(("resolution", "length")):
+  for row, sweep in enumerate(sweeps):
     rows = [r for r in results if r["sweep"] == sweep]
     latency = "CPU time per frame (ms)" if all(r.get("device_peak_mb") is None for r in results) else (
         "latency per frame (ms)")
