@@ -1,4 +1,4 @@
-"""Where one streamed frame's time goes: upload, preprocess, the model's step, postprocess, download, id mapping.
+"""Where one streamed frame's time goes: upload, preprocess, the model's step, postprocess and download.
 
 `bench memory` times `Stream.__call__` end to end (a host uint8 frame in, a host id map out). On a GPU the model
 itself may be a fraction of that; this splits the same call into its stages, each timed alone with
@@ -6,7 +6,8 @@ itself may be a fraction of that; this splits the same call into its stages, eac
 
   python experiments/device/frame_stages.py --models gam,stcn --sizes 1088x2048,480x854 --dtype bfloat16
 
-Result: see experiments/README.md ("GPU, session 17").
+Session 17 ran the version before the id mapping moved onto the device (`git show 9ecac78:` this file; its
+"download" re-read a cached host copy, so read 0): experiments/README.md ("Session 17").
 """
 
 import argparse
@@ -54,15 +55,12 @@ def stages(model: str, hw: tuple[int, int], dtype: str, repeats: int) -> dict[st
     return logits
 
   logits = step()
-  labels = seg._postprocess(logits, geometry)  # pylint: disable=protected-access
-  host_labels = np.asarray(labels)
   times = {
       "upload": _median_ms(lambda: jax.device_put(frame[None]), repeats),
       "preprocess": _median_ms(lambda: seg._preprocess(x_in, geometry), repeats),  # pylint: disable=protected-access
       "model step": _median_ms(step, repeats),
-      "postprocess": _median_ms(lambda: seg._postprocess(logits, geometry), repeats),  # pylint: disable=protected-access
-      "download": _median_ms(lambda: np.asarray(labels), repeats),
-      "id mapping": _median_ms(lambda: stream.slot_ids_of(host_labels[0]), repeats),
+      "postprocess + download": _median_ms(lambda: np.asarray(seg._postprocess(logits, stream._ids, geometry)),
+                                           repeats),  # pylint: disable=protected-access
   }
   stream.state = state[0]
   times["whole call"] = _median_ms(lambda: stream(frame), repeats)
