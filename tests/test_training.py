@@ -16,7 +16,6 @@ import warnings
 import jax
 import numpy as np
 import pytest
-from jax.experimental.compilation_cache import compilation_cache as jax_cache
 
 from data_pipelines.errors import DataWarning
 
@@ -39,31 +38,6 @@ TEST_OVERRIDES = [
     "--config.optimizer.warmup_steps=0", "--config.train.log_every=1", "--config.train.checkpoint_every=2",
     "--config.val.every=0",
 ]
-
-
-_CACHE_VARIABLES = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-  """The persistent compilation cache in a per-session folder, for this process, the `jaxvos` CLI called in it
-  (which keeps a cache named by these variables) and the processes it starts; restored afterwards."""
-  directory = tmp_path_factory.getbasetemp() / "jax-compilation-cache"
-  previous = ({name: os.environ.get(name) for name in _CACHE_VARIABLES},
-              jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
-  os.environ.update(dict(zip(_CACHE_VARIABLES, (str(directory), "0.5"))))
-  jax.config.update("jax_compilation_cache_dir", str(directory))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-  jax_cache.reset_cache()
-  yield directory
-  for name, value in previous[0].items():
-    if value is None:
-      os.environ.pop(name, None)
-    else:
-      os.environ[name] = value
-  jax.config.update("jax_compilation_cache_dir", previous[1])
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[2])
-  jax_cache.reset_cache()
 
 
 class Run:
@@ -175,11 +149,10 @@ def test_kill_during_a_save_then_resume_is_bit_identical(run, straight, tmp_path
   assert not glob.glob(str(checkpoints / "*tmp*"))
 
 
-def test_a_killed_train_command_resumes_where_its_last_checkpoint_was(run, straight, tmp_path, compilation_cache):
+def test_a_killed_train_command_resumes_where_its_last_checkpoint_was(run, straight, tmp_path):
   """SIGKILL the train command as soon as it has saved a checkpoint (possibly mid-way through the next save)."""
   straight_dir, straight_state = straight
   workdir = tmp_path / "killed"
-  del compilation_cache  # its variables are in the environment the process inherits
   command = [sys.executable, "-m", "jaxvos", "train", "--config", SMOKE_CONFIG, "--workdir", str(workdir),
              "--devices", "1", *TEST_OVERRIDES, "--config.train.steps=1000"]
   process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -12,7 +12,6 @@ import pytest
 
 from jaxvos.training import checkpoint as checkpoint_lib
 from jaxvos.training import sharding
-from tests.test_training import compilation_cache  # noqa: F401  (a fixture: the shared compilation cache)
 from tests.test_training import REPO, SMOKE_CONFIG, TEST_OVERRIDES, Run, assert_trees_close, metric_lines
 
 STEPS = 3
