@@ -13,7 +13,9 @@ from jaxvos.training.state import create_train_state
 from jaxvos.types import check_clip_batch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-CONFIGS = sorted(os.path.relpath(p, REPO) for p in glob.glob(str(REPO / "experiments" / "*" / "*.py")))
+# experiments/<family>/<stage>.py; experiments/device/ holds the GPU scripts, not configs.
+CONFIGS = sorted(os.path.relpath(p, REPO) for p in glob.glob(str(REPO / "experiments" / "*" / "*.py"))
+                 if not p.startswith(str(REPO / "experiments" / "device")))
 VARIANTS = [c + suffix for c in CONFIGS for suffix in ([""] if c.endswith("smoke.py") else ["", ":full"])]
 
 
