@@ -28,7 +28,7 @@ OBJECTS = 2
 
 
 def _median_ms(fn, repeats: int) -> float:
-  fn()  # compiled and warm
+  jax.block_until_ready(fn())  # compiled, warm, and nothing queued before the first timed call
   times = []
   for _ in range(repeats):
     start = time.perf_counter()
@@ -54,7 +54,7 @@ def stages(model: str, hw: tuple[int, int], dtype: str, repeats: int) -> dict[st
     state[0], (logits, _) = seg._scan(seg.variables, state[0], x, slot_map, valid)  # pylint: disable=protected-access
     return logits
 
-  logits = step()
+  logits = jax.block_until_ready(step())
   times = {
       "upload": _median_ms(lambda: jax.device_put(frame[None]), repeats),
       "preprocess": _median_ms(lambda: seg._preprocess(x_in, geometry), repeats),  # pylint: disable=protected-access
