@@ -249,8 +249,9 @@ _MARGIN = (40, 64, 40, 16)  # top, left, bottom, right
 
 def plot(results: list[dict], path: str) -> None:
   """Figure 1 as a PNG (Pillow): peak memory and latency (log scales) by resolution and by length (the sweeps
-  that `results` holds), one colour per model. Memory panels: solid, the peak while segmenting (the device's on a GPU, else the host RSS after
-  compilation); dashed, the bytes of the state itself. Runs that did not fit are marked with an x on the top edge."""
+  that `results` holds), one colour per model. Memory panels: solid, the peak while segmenting (the device's on
+  a GPU, else the host RSS after compilation); dashed, the bytes of the state itself. Runs that did not fit are
+  marked with an x on the top edge."""
   from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
   sweeps = [sweep for sweep in ("resolution", "length") if any(r["sweep"] == sweep for r in results)]
   picture = Image.new("RGB", (2 * _PANEL[1], len(sweeps) * _PANEL[0] + 30), "white")
