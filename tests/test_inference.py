@@ -123,3 +123,36 @@ def test_engine_runs_the_family_step():
     labels = np.array([0, 3, 7])[np.asarray(frames_lib.postprocess(output.logits, geometry))[0]]
     agree.append((labels == engine_masks[t]).mean())
   assert min(agree) > 0.99, agree
+
+
+def _reading(frames, log, fail_at=None):
+  """Yields `frames`, appending to `log` how many have been read; raises OSError at index `fail_at`."""
+  for t, frame in enumerate(frames):
+    if t == fail_at:
+      raise OSError(f"frame {t} unreadable")
+    log.append(t + 1)
+    yield frame
+
+
+def test_the_next_chunk_is_queued_before_a_chunks_masks_are_yielded():
+  frames, annotations = _video()  # annotated at 1; chunks of 4: frames 2-5, 6-9; the tail 10 as a stream
+  want = list(_segmenter().segment_video(frames, annotations))
+  log, read_when = [], []
+  for masks in _segmenter().segment_video(_reading(frames, log), annotations):
+    read_when.append(log[-1])
+    got = len(read_when) - 1
+    np.testing.assert_array_equal(masks, want[got], err_msg=f"frame {got}")
+  # frames 2-5 are yielded once frame 9 (the last of the next chunk) has been read, 6-9 after the whole video
+  assert read_when == [1, 2, 10, 10, 10, 10, 11, 11, 11, 11, 11], read_when
+
+
+def test_a_frame_that_cannot_be_read_still_gets_the_masks_computed_before_it():
+  frames, annotations = _video()
+  want = list(_segmenter().segment_video(frames, annotations))
+  got = []
+  with pytest.raises(OSError, match="frame 10 unreadable"):
+    for masks in _segmenter().segment_video(_reading(frames, [], fail_at=10), annotations):
+      got.append(masks)
+  assert len(got) == 10  # the chunk in flight (frames 6-9) is fetched before the error
+  for t, (a, b) in enumerate(zip(got, want)):
+    np.testing.assert_array_equal(a, b, err_msg=f"frame {t}")

@@ -6,6 +6,10 @@ itself may be a fraction of that; this splits the same call into its stages, eac
 
   python experiments/device/frame_stages.py --models gam,stcn --sizes 1088x2048,480x854 --dtype bfloat16
 
+With --video-frames N it also times a whole video of N frames through `Segmenter.segment_video`, whose chunks
+are pipelined (the next queued on the device before a chunk's maps are fetched): frames per second for a file,
+where the stages above are one live frame's latency.
+
 Session 17 ran the version before the id mapping moved onto the device (`git show 9ecac78:` this file; its
 "download" re-read a cached host copy, so read 0): experiments/README.md ("Session 17").
 """
@@ -37,7 +41,8 @@ def _median_ms(fn, repeats: int) -> float:
   return float(np.median(times) * 1e3)
 
 
-def stages(model: str, hw: tuple[int, int], dtype: str, repeats: int) -> dict[str, float]:
+def stages(model: str, hw: tuple[int, int], dtype: str, repeats: int, video_frames: int = 0
+           ) -> dict[str, float]:
   family = registry.build(model)
   variables = jax.device_put(family.init(jax.random.key(0), (64, 64)))
   seg = Segmenter(family, variables, size=-1, compute_dtype=precision.compute_dtype(dtype))
@@ -64,7 +69,22 @@ def stages(model: str, hw: tuple[int, int], dtype: str, repeats: int) -> dict[st
   }
   stream.state = state[0]
   times["whole call"] = _median_ms(lambda: stream(frame), repeats)
+  if video_frames:
+    times[f"video of {video_frames}, per frame"] = _video_ms(seg, hw, video_frames)
   return times
+
+
+def _video_ms(seg: Segmenter, hw: tuple[int, int], count: int) -> float:
+  """ms per frame of `Segmenter.segment_video` over `count` host frames (chunks of `seg.chunk` pipelined: the
+  throughput of a whole video, where `whole call` is one live frame's latency); the second of two runs."""
+  frames = [bench_memory._frame(t, hw) for t in range(count)]  # pylint: disable=protected-access
+  annotations = {0: bench_memory._first_mask(hw, OBJECTS)}  # pylint: disable=protected-access
+  for _ in range(2):  # the first compiles the chunk's scan
+    start = time.perf_counter()
+    for _ in seg.segment_video(frames, annotations):
+      pass
+    seconds = time.perf_counter() - start
+  return seconds / count * 1e3
 
 
 def main() -> int:
@@ -73,12 +93,14 @@ def main() -> int:
   parser.add_argument("--sizes", default="1088x2048,480x854", help="HxW, comma-separated")
   parser.add_argument("--dtype", default="bfloat16", choices=sorted(precision.COMPUTE_DTYPES))
   parser.add_argument("--frames", type=int, default=20, help="timed repeats per stage (median)")
+  parser.add_argument("--video-frames", type=int, default=0, help="also time `segment_video` over this many "
+                      "frames (pipelined chunks: a whole video's throughput); 0: not")
   args = parser.parse_args()
   print(f"{OBJECTS} objects, {args.dtype}, {jax.devices()[0].device_kind}; ms per frame, median of {args.frames}")
   for hw_text in args.sizes.split(","):
     hw = tuple(int(v) for v in hw_text.split("x"))
     for model in args.models.split(","):
-      times = stages(model, hw, args.dtype, args.frames)
+      times = stages(model, hw, args.dtype, args.frames, args.video_frames)
       print(f"{model:9} {hw_text:>10}  " + "  ".join(f"{k} {v:7.2f}" for k, v in times.items()), flush=True)
   return 0
 

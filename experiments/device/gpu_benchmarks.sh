@@ -7,8 +7,9 @@
 #
 # Session 17 ran the first version on an H200 (experiments/README.md, "Session 17"). In order, most open first:
 # 1. preflight: the packages' versions, the devices, a gam-tiny built and initialised;
-# 2. issue 12: GAM at 2K after the id mapping moved onto the device: one frame's stages (frame_stages.py) and the
-#    end-to-end frames per second (bench memory, 60 frames; goal 60 FPS), STCN beside it;
+# 2. issue 12: GAM at 2K after the id mapping moved onto the device: one frame's stages (frame_stages.py), a
+#    64-frame video through segment_video's pipelined chunks (a file's throughput) and the end-to-end frames per
+#    second of live streaming (bench memory, 60 frames; goal 60 FPS), STCN beside it;
 # 3. issue 13: the sparse executor where a GPU might pay: 256-channel layers and 4K layer1, the largest tiles;
 # 4. issue 15: training throughput of full-size STCN (384x384 crops of generated videos, batch 16, remat,
 #    bfloat16), the paper-scale recipe's step (its compilation took over 115 s in session 17);
@@ -27,11 +28,11 @@ export PYTHONUNBUFFERED=1
 budget=${BUDGET:-480}
 wheels=${WHEELS-.whl}  # WHEELS= (empty) installs none: the CPU run in the project's own environment
 if [ "${QUICK:-0}" = 1 ]; then
-  large=96x160; large_hw=96x160; sizes=64x96; frames=4; dtype=float32; repeats=2
+  large=96x160; large_hw=96x160; sizes=64x96; frames=4; dtype=float32; repeats=2; video=12
   sparse=("1,16,32,16 16" "1,32,64,16 16"); tile=8,24
   train=(--config.data.batch_size=2)
 else
-  large=2K; large_hw=1088x2048; sizes=480p,1080p; frames=60; dtype=bfloat16; repeats=20
+  large=2K; large_hw=1088x2048; sizes=480p,1080p; frames=60; dtype=bfloat16; repeats=20; video=64
   sparse=("1,120,216,256 256" "1,540,960,64 64" "8,120,216,64 64"); tile=32,64
   train=(--config.model=stcn --config.data.batch_size=16 '--config.data.crop_hw=(384,384)'
          '--config.data.synthetic_hw=(384,512)' --config.data.synthetic_videos=16 --config.data.threads=8
@@ -74,8 +75,8 @@ if ! step preflight 120 $python -c "$preflight" && ls "$wheels"/fallback/*.whl >
   install "$wheels"/fallback && step preflight-fallback 120 $python -c "$preflight"
 fi
 
-step frame-stages 150 $python experiments/device/frame_stages.py --models gam,stcn --sizes $large_hw \
-    --dtype $dtype --frames $repeats
+step frame-stages 200 $python experiments/device/frame_stages.py --models gam,stcn --sizes $large_hw \
+    --dtype $dtype --frames $repeats --video-frames $video
 step memory-large 150 $python -m jaxvos bench memory --models gam,stcn --sizes $large --lengths '' \
     --frames $frames --timeout 70 --dtype $dtype --out "$out/figure1-large.json" --plot ''
 for shape_features in "${sparse[@]}"; do

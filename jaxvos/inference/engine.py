@@ -5,8 +5,10 @@
 
 - `Segmenter.segment_video(frames, annotations)` reads frames lazily from any iterable, runs `step` under
   `lax.scan` over fixed-length chunks with the memory as the carry (the tail shorter than a chunk goes frame by
-  frame, so two compilations serve every length), and yields label maps as they are ready. Device memory is
-  bounded by the chunk and the fixed-capacity memory, whatever the video length.
+  frame, so two compilations serve every length), and yields label maps one chunk behind: the next chunk is
+  queued on the device before a chunk's maps are fetched, so reading frames and using the maps on the host
+  overlap the device's work. Device memory is bounded by two chunks and the fixed-capacity memory, whatever the
+  video length.
 - `Segmenter.stream(object_ids)` returns a `Stream`: call it with each frame as it arrives (live video); each
   call is one jitted `step` (the same scan body, over one frame).
 
@@ -19,7 +21,7 @@ runs the network in bfloat16 (variables cast once, frames as they come; attentio
 """
 
 import functools
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,22 +50,34 @@ class Segmenter:
                     stats: dict | None = None) -> Iterator[np.ndarray]:
     """Yields uint8 [H W] id maps, one per frame in order; frames before the first annotation are all 0.
 
+    Pipelined by one chunk: chunk k + 1 is read and queued on the device before chunk k's maps are fetched and
+    yielded, so the host's work (decoding the next frames, whatever the caller does with the maps) overlaps the
+    device's. If reading a frame fails, the maps of every frame before it are yielded before the error is raised.
     `stats`, if given, receives the family's aux statistics of the video (`Stream.aux_stats`) once the last
     frame has been yielded.
     """
     slot_ids = geometry_lib.object_ids_of(annotations)
-    stream, pending = Stream(self, slot_ids), []
-    for t, frame in enumerate(frames):
-      if not stream.started:
-        if t in annotations:
-          yield stream(frame, annotations[t])
-        else:
-          yield np.zeros(frame.shape[:2], np.uint8)
-        continue
-      pending.append((frame, annotations.get(t)))
-      if len(pending) == self.chunk:
-        yield from stream.run_chunk(pending)
-        pending = []
+    stream, pending, in_flight = Stream(self, slot_ids), [], None
+    try:
+      for t, frame in enumerate(frames):
+        if not stream.started:
+          if t in annotations:
+            yield stream(frame, annotations[t])
+          else:
+            yield np.zeros(frame.shape[:2], np.uint8)
+          continue
+        pending.append((frame, annotations.get(t)))
+        if len(pending) == self.chunk:
+          queued, pending = stream.queue_chunk(pending), []
+          if in_flight is not None:
+            yield from stream.fetch(in_flight)
+          in_flight = queued
+    except Exception:
+      if in_flight is not None:
+        yield from stream.fetch(in_flight)
+      raise
+    if in_flight is not None:
+      yield from stream.fetch(in_flight)
     for frame, annotation in pending:  # the tail, shorter than a chunk: as a stream, no new compilation
       yield stream(frame, annotation)
     if stats is not None:
@@ -71,6 +85,12 @@ class Segmenter:
 
   def stream(self, object_ids: Iterable[int]) -> "Stream":
     return Stream(self, np.asarray(sorted(object_ids), np.int64))
+
+
+class Queued(NamedTuple):
+  """A chunk on its way through the device (`Stream.queue_chunk`): id maps uint8 [T H W], aux {key: [T ...]}."""
+  labels: jax.Array
+  aux: dict[str, jax.Array]
 
 
 class Stream:
@@ -118,12 +138,17 @@ class Stream:
     return self.run_chunk([(frame, annotation)])[0]
 
   def run_chunk(self, items: list[tuple[np.ndarray, np.ndarray | None]]) -> list[np.ndarray]:
-    """Segments frames (with their annotations or None) in one `lax.scan` of `step`.
+    """Segments frames (with their annotations or None) in one `lax.scan` of `step`: `fetch(queue_chunk(items))`.
 
     Streaming calls this with one frame, so both paths run the same compiled per-frame program and give
     identical masks; a separately jitted `step` is the same maths, but XLA may fuse it differently and a pixel
     at a near-tie could flip.
     """
+    return self.fetch(self.queue_chunk(items))
+
+  def queue_chunk(self, items: list[tuple[np.ndarray, np.ndarray | None]]) -> "Queued":
+    """Queues the chunk's `lax.scan` and its postprocessing on the device and returns at once (JAX dispatches
+    asynchronously); the memory moves on, so the next chunk can be queued before this one is fetched."""
     seg = self.segmenter
     for frame, _ in items:
       self._check_size(frame)
@@ -131,9 +156,12 @@ class Stream:
     x = seg._preprocess(jnp.asarray(np.stack([frame for frame, _ in items])), self.geometry)
     self.state, (logits, aux) = seg._scan(seg.variables, self.state, x, jnp.asarray(np.stack(slot_maps)),
                                           jnp.asarray(np.stack(valid)))
-    labels = seg._postprocess(logits, self._ids, self.geometry)  # queued before the aux statistics wait
-    self._add_aux(aux)
-    return list(np.asarray(labels))
+    return Queued(seg._postprocess(logits, self._ids, self.geometry), aux)
+
+  def fetch(self, queued: "Queued") -> list[np.ndarray]:
+    """Waits for a queued chunk: its uint8 [H W] id maps; its aux outputs join `aux_stats`."""
+    self._add_aux(queued.aux)
+    return list(np.asarray(queued.labels))
 
   def _new_objects(self, annotation: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """(slot map uint8 [h w] at the model size holding only objects new at this frame, new_valid bool [o])."""
