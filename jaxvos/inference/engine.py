@@ -52,7 +52,8 @@ class Segmenter:
 
     Pipelined by one chunk: chunk k + 1 is read and queued on the device before chunk k's maps are fetched and
     yielded, so the host's work (decoding the next frames, whatever the caller does with the maps) overlaps the
-    device's. If reading a frame fails, the maps of every frame before it are yielded before the error is raised.
+    device's. If reading a frame fails, the maps of the chunks already queued are yielded before the error is
+    raised (the frames of a chunk not yet full are not segmented).
     `stats`, if given, receives the family's aux statistics of the video (`Stream.aux_stats`) once the last
     frame has been yielded.
     """
@@ -146,7 +147,7 @@ class Stream:
     """
     return self.fetch(self.queue_chunk(items))
 
-  def queue_chunk(self, items: list[tuple[np.ndarray, np.ndarray | None]]) -> "Queued":
+  def queue_chunk(self, items: list[tuple[np.ndarray, np.ndarray | None]]) -> Queued:
     """Queues the chunk's `lax.scan` and its postprocessing on the device and returns at once (JAX dispatches
     asynchronously); the memory moves on, so the next chunk can be queued before this one is fetched."""
     seg = self.segmenter
@@ -158,7 +159,7 @@ class Stream:
                                           jnp.asarray(np.stack(valid)))
     return Queued(seg._postprocess(logits, self._ids, self.geometry), aux)
 
-  def fetch(self, queued: "Queued") -> list[np.ndarray]:
+  def fetch(self, queued: Queued) -> list[np.ndarray]:
     """Waits for a queued chunk: its uint8 [H W] id maps; its aux outputs join `aux_stats`."""
     self._add_aux(queued.aux)
     return list(np.asarray(queued.labels))
