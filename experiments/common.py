@@ -60,7 +60,8 @@ def base(model: str) -> ml_collections.ConfigDict:
                synthetic_videos=0, synthetic_seed=0, synthetic_hw=(0, 0), synthetic_frames=0,
                davis_root="", resolution="240p", sequences=())
   c.optimizer = dict(learning_rate=5e-4, schedule="cosine", warmup_steps=100, final_fraction=0.05,
-                     decay_boundaries=(), decay_factor=0.1, weight_decay=1e-4, clip_norm=1.0, accumulate_steps=1)
+                     decay_boundaries=(), decay_factor=0.1, weight_decay=1e-4, clip_norm=1.0, accumulate_steps=1,
+                     trainable="")
   c.loss = PLAIN_LOSS
   c.train = dict(steps=1000, log_every=25, checkpoint_every=250, keep_checkpoints=3, async_checkpoints=True,
                  remat=False, compute_dtype="float32", seed=0, init_from="")

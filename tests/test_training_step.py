@@ -123,6 +123,29 @@ def test_gradient_accumulation_equals_one_step_on_the_whole_batch():
   assert max_difference(accumulated.params, whole.params) < 1e-6
 
 
+def test_trainable_pattern_updates_only_the_matching_parameters_as_the_full_optimizer_would():
+  batches = [dataset()[0]]
+  spec = dict(learning_rate=1e-2, schedule="constant", clip_norm=None)  # no clipping: Adam is per parameter
+  everything_opt = optimizer_lib.make_optimizer(optimizer_lib.OptimizerSpec(**spec))
+  kernel_opt = optimizer_lib.make_optimizer(optimizer_lib.OptimizerSpec(**spec, trainable="^conv/kernel$"))
+  start = fresh_state(kernel_opt).params
+  everything, _ = run_steps(step_lib.make_train_step(FAMILY, everything_opt), fresh_state(everything_opt), batches)
+  kernel_only, _ = run_steps(step_lib.make_train_step(FAMILY, kernel_opt), fresh_state(kernel_opt), batches)
+  assert max_difference(kernel_only.params["conv"]["kernel"], start["conv"]["kernel"]) > 1e-3
+  np.testing.assert_allclose(kernel_only.params["conv"]["kernel"], everything.params["conv"]["kernel"], atol=1e-7)
+  for path in (("conv", "bias"), ("bn", "scale"), ("bn", "bias")):
+    assert max_difference(everything.params[path[0]][path[1]], start[path[0]][path[1]]) > 1e-3
+    np.testing.assert_array_equal(kernel_only.params[path[0]][path[1]], start[path[0]][path[1]])
+
+
+def test_a_trainable_pattern_that_matches_nothing_is_an_error():
+  optimizer = optimizer_lib.make_optimizer(optimizer_lib.OptimizerSpec(trainable="gate"))
+  with pytest.raises(ValueError, match="matches no parameter"):
+    fresh_state(optimizer)
+  with pytest.raises(ValueError, match="not a regular expression"):
+    optimizer_lib.OptimizerSpec(trainable="conv/(")
+
+
 def test_remat_changes_nothing_but_memory():
   optimizer = optimizer_lib.make_optimizer(optimizer_lib.OptimizerSpec(learning_rate=1e-2, schedule="constant"))
   batches = [dataset()[0]]

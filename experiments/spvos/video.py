@@ -32,6 +32,17 @@ below the dense twin on the held-out sequences); with `--config.train_model.entr
 (session 10) the gates became decisive and sparse on the training crops (0.62 of the MACs) but executed 0.84 of
 the model's MACs on DAVIS frames, 0.17 J&F below the dense twin held-out, level with it on val.
 
+Gates alone (session 19, not yet run): `--config.optimizer.trainable=/gate/` trains only the gates' parameters,
+so the grafted weights stay exactly the default model's and the dense twin is the default model itself (mixed
+training, there to keep the shared weights valid dense, has nothing left to do: `dense_clip_probability=0`); the
+gated layers' target rho* = 0.35, what 40% fewer MACs of the whole tiny model needs (the ungated stem, value
+encoder and key projections are 39% of them):
+
+    python -m jaxvos train --config experiments/spvos/video.py --workdir RUNS/spvos-gates-only-cpu \
+        --config.optimizer.trainable=/gate/ --config.train_model.dense_clip_probability=0 \
+        --config.train_model.target=0.35 --config.train_model.sparsity_on=argmax \
+        --config.train_model.entropy_weight=0.5 --config.optimizer.learning_rate=1e-3
+
 Results: `experiments/README.md` (the SpVOS sections; the 2-core CPU, sessions 6-10).
 """
 

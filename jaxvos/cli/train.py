@@ -222,7 +222,10 @@ def _merged(base: dict, top: dict) -> dict:
 def build_optimizer_spec(config: ml_collections.ConfigDict):
   from jaxvos.training.optimizer import OptimizerSpec  # pylint: disable=g-import-not-at-top
   fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in _to_dict(config.optimizer).items()}
-  return OptimizerSpec(total_steps=config.train.steps, **fields)
+  try:
+    return OptimizerSpec(total_steps=config.train.steps, **fields)
+  except ValueError as e:
+    raise SystemExit(f"error: optimizer: {e}") from None
 
 
 def build_train_step(config: ml_collections.ConfigDict, family):
@@ -230,6 +233,14 @@ def build_train_step(config: ml_collections.ConfigDict, family):
   from jaxvos import precision  # pylint: disable=g-import-not-at-top
   from jaxvos.training import optimizer as optimizer_lib, step as step_lib  # pylint: disable=g-import-not-at-top
   spec = build_optimizer_spec(config)
+  if spec.trainable:  # a pattern that matches nothing fails here, in one line, not at the first step
+    import jax  # pylint: disable=g-import-not-at-top
+    hw = tuple(config.data.crop_hw)
+    shapes = jax.eval_shape(lambda rng: family.init(rng, hw), jax.random.PRNGKey(0))
+    try:
+      optimizer_lib.trainable_mask(spec.trainable, shapes["params"])
+    except ValueError as e:
+      raise SystemExit(f"error: optimizer: {e}") from None
   optimizer = optimizer_lib.make_optimizer(spec)
   try:
     compute_dtype = precision.compute_dtype(config.train.compute_dtype)

@@ -1,5 +1,7 @@
 """Optimizers: AdamW with a warmup + cosine, step-decay or constant learning rate, global-norm clipping and
-optional gradient accumulation (`optax.MultiSteps`).
+optional gradient accumulation (`optax.MultiSteps`); optionally only the parameters whose path matches a regular
+expression are trained (`trainable`: the rest stay as initialised, with no optimizer state; e.g. SpVOS's gates
+alone, so the grafted dense weights stay exactly those of the dense twin).
 
 Step counts here are *batches* (the train state's `step`), whatever the accumulation: with
 `accumulate_steps = k` the parameters change once every k batches, and the learning-rate schedule is read at
@@ -7,6 +9,7 @@ the batch count of the update, so a config keeps its meaning when k changes.
 """
 
 import dataclasses
+import re
 
 import jax
 import optax
@@ -27,12 +30,32 @@ class OptimizerSpec:
   weight_decay: float = 0.0             # decoupled; never applied to 1-D parameters (biases, norm scales)
   clip_norm: float | None = 1.0         # global-norm clipping of the (accumulated) gradient; None: off
   accumulate_steps: int = 1
+  trainable: str = ""                   # a regex over parameter paths ("a/b/kernel"): only matches train; "": all
 
   def __post_init__(self):
     if self.schedule not in ("cosine", "steps", "constant"):
       raise ValueError(f"unknown schedule {self.schedule!r}; use cosine, steps or constant")
     if self.accumulate_steps < 1:
       raise ValueError(f"accumulate_steps must be >= 1, got {self.accumulate_steps}")
+    try:
+      re.compile(self.trainable)
+    except re.error as e:
+      raise ValueError(f"trainable {self.trainable!r} is not a regular expression: {e}") from None
+
+
+def trainable_mask(pattern: str, params):
+  """True where a parameter's path ("module/submodule/kernel") matches `pattern` (all True for "").
+
+  Raises ValueError when a non-empty pattern matches none, so a misspelt path does not train nothing silently.
+  """
+  if not pattern:
+    return jax.tree.map(lambda _: True, params)
+  regex = re.compile(pattern)
+  mask = jax.tree_util.tree_map_with_path(
+      lambda path, _: bool(regex.search("/".join(str(getattr(k, "key", k)) for k in path))), params)
+  if not any(jax.tree.leaves(mask)):
+    raise ValueError(f"trainable {pattern!r} matches no parameter path")
+  return mask
 
 
 def learning_rate_schedule(spec: OptimizerSpec) -> optax.Schedule:
@@ -52,7 +75,8 @@ def learning_rate_schedule(spec: OptimizerSpec) -> optax.Schedule:
 
 
 def make_optimizer(spec: OptimizerSpec) -> optax.GradientTransformation:
-  """`clip_by_global_norm -> adamw(schedule)`, wrapped in `optax.MultiSteps` when accumulating."""
+  """`clip_by_global_norm -> adamw(schedule)` over the `trainable` parameters (the others get zero updates),
+  wrapped in `optax.MultiSteps` when accumulating. The global norm is the trainable parameters' gradient's."""
   schedule = learning_rate_schedule(spec)
   k = spec.accumulate_steps
   per_update = schedule if k == 1 else (lambda update: schedule(update * k))
@@ -60,4 +84,8 @@ def make_optimizer(spec: OptimizerSpec) -> optax.GradientTransformation:
   chain = [optax.clip_by_global_norm(spec.clip_norm)] if spec.clip_norm else []
   chain.append(optax.adamw(per_update, b1=spec.b1, b2=spec.b2, weight_decay=spec.weight_decay, mask=decay_mask))
   optimizer = optax.chain(*chain)
+  if spec.trainable:
+    labels = lambda params: jax.tree.map(  # noqa: E731
+        lambda train: "train" if train else "frozen", trainable_mask(spec.trainable, params))
+    optimizer = optax.multi_transform({"train": optimizer, "frozen": optax.set_to_zero()}, labels)
   return optax.MultiSteps(optimizer, every_k_schedule=k) if k > 1 else optimizer
