@@ -212,7 +212,11 @@ def test_train_command_end_to_end(tmp_path, capsys):
     ([SMOKE_CONFIG, "--config.optimizer.no_such_field=1"],
      "--config.optimizer.no_such_field=1: no such field 'no_such_field' in config.optimizer (fields: "
      "accumulate_steps, clip_norm, decay_boundaries, decay_factor, final_fraction, learning_rate, schedule, "
-     "warmup_steps, weight_decay)"),
+     "trainable, warmup_steps, weight_decay)"),
+    ([SMOKE_CONFIG, "--config.optimizer.trainable=/gaate/", "--config.data.batch_size=8"],
+     "config.optimizer: trainable '/gaate/' matches no parameter path"),
+    ([SMOKE_CONFIG, "--config.optimizer.trainable=conv/(", "--config.data.batch_size=8"],
+     "config.optimizer: trainable 'conv/(' is not a regular expression: missing ), unterminated subpattern"),
     ([SMOKE_CONFIG, "--confg.train.steps=3"],
      "--confg.train.steps=3: unrecognized argument (config overrides look like --config.key=value)"),
     ([SMOKE_CONFIG, "--config.data.crop_hw=(32, 32", "--config.train.steps=2"],

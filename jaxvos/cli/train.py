@@ -225,7 +225,7 @@ def build_optimizer_spec(config: ml_collections.ConfigDict):
   try:
     return OptimizerSpec(total_steps=config.train.steps, **fields)
   except ValueError as e:
-    raise SystemExit(f"error: optimizer: {e}") from None
+    raise DataError("config.optimizer", str(e)) from None
 
 
 def build_train_step(config: ml_collections.ConfigDict, family):
@@ -240,7 +240,7 @@ def build_train_step(config: ml_collections.ConfigDict, family):
     try:
       optimizer_lib.trainable_mask(spec.trainable, shapes["params"])
     except ValueError as e:
-      raise SystemExit(f"error: optimizer: {e}") from None
+      raise DataError("config.optimizer", str(e)) from None
   optimizer = optimizer_lib.make_optimizer(spec)
   try:
     compute_dtype = precision.compute_dtype(config.train.compute_dtype)
