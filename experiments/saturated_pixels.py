@@ -6,7 +6,8 @@ wrong. A model whose every pixel is saturated trains no more: its gradient is ex
 the raw-product context, issue 12). This segments DAVIS sequences with a checkpoint and prints, per sequence,
 the fraction of pixels (frames 1 on, at the model's working size) where both the object's and the background's
 logits sit at the clamp (the background's or the object's probability below 1e-13: logits within the clamp,
-[-16.1, 16.1], get there only when both are at or next to it), and how many of those pixels are wrong.
+[-16.1, 16.1], get there only when both are at or next to it), how many of those pixels are wrong, and the
+fraction of pixels whose probabilities are not finite (counted apart: NaN is neither saturated nor not).
 
     python experiments/saturated_pixels.py --checkpoint RUNS/gam-norm-raw-cpu/export/final \
         --sequences dog-agility,motorbike,soccerball --size 96
@@ -38,7 +39,7 @@ def main() -> None:
   by_name = {s.name: s for s in data_lib.davis_videos(args.davis_root, "240p")}
   for video in validation.load_videos([by_name[name] for name in args.sequences.split(",")]):
     processor = model.processor(max_objects=1)
-    saturated, wrong, total = 0, 0, 0
+    saturated, wrong, non_finite, total = 0, 0, 0, 0
     for index, frame in enumerate(video.frames):
       ids, probs = processor.step(frame, video.labels[0] if index == 0 else None, return_probs=True)
       if index == 0:
@@ -46,9 +47,10 @@ def main() -> None:
       clamped = np.minimum(probs[0], probs[1]) < BOTH_CLAMPED
       saturated += int(clamped.sum())
       wrong += int((clamped & ((ids == 1) != (video.labels[index] == 1))).sum())
+      non_finite += int((~np.isfinite(probs).all(axis=0)).sum())
       total += clamped.size
-    print(f"{video.name:<14} saturated {saturated / total:.3f} of the pixels, wrong {wrong / total:.3f}",
-          flush=True)
+    print(f"{video.name:<14} saturated {saturated / total:.3f} of the pixels, wrong {wrong / total:.3f}, "
+          f"not finite {non_finite / total:.3f}", flush=True)
 
 
 if __name__ == "__main__":
