@@ -124,6 +124,21 @@ def _tile_pool(x: jax.Array, window: tuple[int, int], how: str) -> jax.Array:
   return blocks(jnp.pad(x, pad)).sum(axis=(2, 4)) / count
 
 
+class SplitDense(nn.Module):
+  """`nn.Dense(features)` of `concatenate([a, b], -1)` (the same parameters and initialisation), computed as
+  a @ W_a + b @ W_b: without the concatenated copy of its inputs (the gate's embedding of a 64-channel layer1 at
+  480p ran 4.7x faster on the 2-core CPU, session 20)."""
+  features: int
+
+  @nn.compact
+  def __call__(self, a: jax.Array, b: jax.Array) -> jax.Array:
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (a.shape[-1] + b.shape[-1], self.features),
+                        jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+    a, b, kernel, bias = nn.dtypes.promote_dtype(a, b, kernel, bias)
+    return a @ kernel[:a.shape[-1]] + b @ kernel[a.shape[-1]:] + bias
+
+
 class GateHead(nn.Module):
   """x, its change dx [N h w c] and the previous mask [N h w] -> logits [N ht wt 3] (compute, reuse, skip) per
   output tile `tile` of a convolution with `stride`."""
@@ -135,7 +150,7 @@ class GateHead(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, dx: jax.Array, mask: jax.Array) -> jax.Array:
     window = (self.tile[0] * self.stride, self.tile[1] * self.stride)
-    embedded = nn.relu(nn.Dense(self.hidden, name="embed")(jnp.concatenate([x, dx], axis=-1)))
+    embedded = nn.relu(SplitDense(self.hidden, name="embed")(x, dx))
     near = _tile_pool(mask[..., None], window, "max")
     features = jnp.concatenate([_tile_pool(embedded, window, "mean"), near], axis=-1)
     bias_init = lambda key, shape, dtype: jnp.zeros(shape, dtype).at[COMPUTE].set(self.init_bias)  # noqa: E731
