@@ -277,6 +277,17 @@ def test_a_gated_layer_executes_its_argmax_decisions_sparsely(stride):
   np.testing.assert_allclose(gates.stats[ROOT].fraction, np.mean(pixels[..., 0] == gc.COMPUTE, axis=(1, 2)))
 
 
+def test_the_gate_embedding_is_a_dense_layer_of_the_concatenated_inputs():
+  """`SplitDense` (the gate's embedding, two dots) equals flax's `nn.Dense` of [a, b]: same parameters, same
+  initialisation, same outputs."""
+  a, b = jax.random.normal(jax.random.key(0), (2, 5, 7, 6)), jax.random.normal(jax.random.key(1), (2, 5, 7, 4))
+  split = gc.SplitDense(8).init(jax.random.key(2), a, b)
+  dense = nn.Dense(8).init(jax.random.key(2), jnp.concatenate([a, b], -1))
+  jax.tree.map(np.testing.assert_array_equal, split, dense)
+  np.testing.assert_allclose(gc.SplitDense(8).apply(split, a, b),
+                             nn.Dense(8).apply(dense, jnp.concatenate([a, b], -1)), rtol=1e-5, atol=1e-5)
+
+
 def test_a_compute_threshold_decides_by_compute_probability():
   logits = np.random.RandomState(7).randn(500, 3).astype(np.float32)
   p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
