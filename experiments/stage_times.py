@@ -174,6 +174,8 @@ def main() -> None:
   parser.add_argument("--frame", type=int, default=3, help="the frame timed (streamed from frame 0)")
   parser.add_argument("--size", type=int, default=480)
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--stages", default="", help="comma-separated stage names to time (default: all), e.g. "
+                      "'whole step'")
   args = parser.parse_args()
   models = build_models(args)
   if args.davis_root:
@@ -186,15 +188,18 @@ def main() -> None:
     setups = {label: (family, variables, *random_video_state(family, variables, args.size))
               for label, (family, variables) in models.items()}
     where = "random frames, 2 objects, frame 3"
-  thunks = {(label, name): fn for label, setup in setups.items() for name, fn in stages(*setup).items()}
+  wanted = set(filter(None, args.stages.split(",")))
+  thunks = {(label, name): fn for label, setup in setups.items() for name, fn in stages(*setup).items()
+            if not wanted or name in wanted}
   times = median_times(thunks, args.repeats)
   frame = next(iter(setups.values()))[3]
   print(f"{frame.shape[2]}x{frame.shape[1]}, {where}; median of {args.repeats}, interleaved; {jax.default_backend()}")
-  first_step = times[(next(iter(setups)), "whole step")]
+  first = times.get((next(iter(setups)), "whole step"))
   for label, setup in setups.items():
     fraction = executed_fraction(*setup)
-    executes = "" if fraction is None else f", executes {fraction:.2f} of its dense MACs"
-    print(f"{label} (whole step {times[(label, 'whole step')] / first_step:.2f} of the first's{executes}):")
+    notes = [] if first is None else [f"whole step {times[(label, 'whole step')] / first:.2f} of the first's"]
+    notes += [] if fraction is None else [f"executes {fraction:.2f} of its dense MACs"]
+    print(f"{label}{' (' + ', '.join(notes) + ')' if notes else ''}:")
     for (owner, name), seconds in times.items():
       if owner == label:
         print(f"  {name:34s} {seconds * 1e3:8.1f} ms")
