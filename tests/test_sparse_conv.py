@@ -76,8 +76,11 @@ def test_the_gathered_branch_convolves_only_its_slots():
     outputs.append(sum(int(np.prod(e.outvars[0].aval.shape[:3])) for e in convs))
   dense = 64 * 192
   slots = sc.effective_slots((1, 8, 8), (8, 24), (64, 192))
-  assert outputs[0] == 0 and outputs[-1] == dense  # nothing active: no convolution; all: the dense one
-  for slot_count, pixels in zip(slots[1:-1], outputs[1:-1]):
+  assert len(outputs) == len(slots) + 1  # the last: every tile active
+  assert outputs[0] == 0 and outputs[-2] == outputs[-1] == dense  # nothing active: no convolution; all: dense
+  every_tile = switch.params["branches"][-1].jaxpr
+  assert not [e for e in every_tile.eqns if e.primitive.name == "select_n"]  # no merge with the base
+  for slot_count, pixels in zip(slots[1:-1], outputs[1:-2]):
     assert slot_count * 8 * 24 <= pixels <= 1.2 * slot_count * 8 * 24, (slot_count, pixels)
 
 

@@ -241,7 +241,7 @@ class GatedConv(nn.Module):
     else:
       action = jnp.argmax(_override(jax.nn.one_hot(decision, 3), forced, gates.settings.force), -1)
       pixels = sc.tiles_to_pixels(action, tile, out_hw)
-      base = jnp.where(pixels[..., None] == REUSE, y_prev, jnp.zeros((), y_prev.dtype))
+      base = lambda: jnp.where(pixels[..., None] == REUSE, y_prev, jnp.zeros((), y_prev.dtype))  # noqa: E731
       y = sc.sparse_conv_tiles(flat, kernel, (action == COMPUTE).astype(jnp.float32), base, stride=self.stride,
                                tile=tile, buckets=gates.settings.buckets, post=post)
       computed = (pixels == COMPUTE).astype(jnp.float32)

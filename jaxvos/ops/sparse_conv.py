@@ -16,8 +16,9 @@ other pixel keeps: a reused or skipped value):
 4. the tiles are scattered back over `base` (`lax.scatter`; unused slots dropped), pixel by pixel where a mask
    says so.
 
-The bucket "all tiles" runs the dense convolution (no gather: nothing to save), and so do the buckets whose
-canvas would cost nearly as much (`effective_slots`); the bucket 0 returns `base`. Strides 1 and 2 (any stride)
+The bucket "all tiles" runs the dense convolution (no gather: nothing to save; when every tile is active, without
+building or merging `base`), and so do the buckets whose canvas would cost nearly as much (`effective_slots`); the
+bucket 0 returns `base`. Strides 1 and 2 (any stride)
 and odd square kernels are supported, with PyTorch's padding `k // 2` on both sides (`jaxvos.nn.layers.conv`).
 Arrays are NHWC, kernels HWIO; `post` (a bias: any function that acts on the last axis pixel by pixel) is
 applied to computed outputs only. Results equal masked dense compute (tested); `jaxvos bench sparse` times it.
@@ -182,29 +183,42 @@ def sparse_conv(x: jax.Array, kernel: jax.Array, mask: jax.Array, base: jax.Arra
                            post=post, mask=mask)
 
 
-def sparse_conv_tiles(x: jax.Array, kernel: jax.Array, activity: jax.Array, base: jax.Array, *, stride: int = 1,
-                      tile: Tile = DEFAULT_TILE, buckets: Sequence[float] = DEFAULT_BUCKETS, post: Post = None,
-                      mask: jax.Array | None = None) -> jax.Array:
+def sparse_conv_tiles(x: jax.Array, kernel: jax.Array, activity: jax.Array, base: jax.Array | Callable[[], jax.Array],
+                      *, stride: int = 1, tile: Tile = DEFAULT_TILE, buckets: Sequence[float] = DEFAULT_BUCKETS,
+                      post: Post = None, mask: jax.Array | None = None) -> jax.Array:
   """The executor on a tile decision: activity [n ht wt] (> 0: compute the tile; the score orders the slots);
   with `mask` [n ho wo] only its pixels of the computed tiles take the convolution (`sparse_conv`).
+
+  `base` may be a function that returns it: it is then built only in the branches that keep some of it, so when
+  every tile computes (and no `mask`) the result is the convolution alone, without a pass over the base or a
+  merge (a gated layer's reuse base is a full-resolution select: at 256 channels per object, as much memory
+  traffic as a small convolution).
   """
   tile = as_tile(tile)
-  ho, wo = base.shape[1:3]
+  make_base = base if callable(base) else (lambda: base)
+  base_shape = jax.eval_shape(make_base)
+  ho, wo = base_shape.shape[1:3]
   assert activity.shape[1:] == tile_grid((ho, wo), tile), (activity.shape, (ho, wo), tile)
   activity = activity.astype(jnp.float32)
   slot_counts = effective_slots(activity.shape, tile, (ho, wo), stride, kernel.shape[0], buckets)
-  choice = jnp.searchsorted(jnp.asarray(slot_counts), jnp.sum(activity > 0), side="left")
+  count = jnp.sum(activity > 0)
+  choice = jnp.searchsorted(jnp.asarray(slot_counts), count, side="left")
   pixel_mask = mask if mask is not None else tiles_to_pixels(activity > 0, tile, (ho, wo))
 
-  def dense(_):
+  def convolved():
     out = dense_conv(x, kernel, stride)
-    out = (post(out) if post is not None else out).astype(base.dtype)
-    return jnp.where(pixel_mask[..., None], out, base)
+    return (post(out) if post is not None else out).astype(base_shape.dtype)
+
+  def dense(_):
+    return jnp.where(pixel_mask[..., None], convolved(), make_base())
 
   def gathered(slots, _):
-    return _gathered(slots, x, kernel, activity, mask, base, tile=tile, stride=stride, post=post)
+    return _gathered(slots, x, kernel, activity, mask, make_base(), tile=tile, stride=stride, post=post)
 
-  branches = [lambda _: base] + [functools.partial(gathered, s) for s in slot_counts[1:-1]] + [dense]
+  branches = [lambda _: make_base()] + [functools.partial(gathered, s) for s in slot_counts[1:-1]] + [dense]
+  if mask is None:  # every tile active: the convolution alone
+    branches.append(lambda _: convolved())
+    choice = jnp.where(count == activity.size, len(branches) - 1, choice)
   return jax.lax.switch(choice, branches, None)
 
 
