@@ -1,5 +1,7 @@
 """The sparse executor (`jaxvos.ops.sparse_conv`) equals masked dense compute, and runs only its buckets' tiles."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -92,3 +94,18 @@ def test_bfloat16_inputs_stay_bfloat16():
   assert got.dtype == jnp.bfloat16
   want = jnp.where(mask[..., None], sc.dense_conv(x, kernel), base)
   np.testing.assert_allclose(np.asarray(got, np.float32), want, atol=0.3, rtol=0.05)
+
+
+def test_bench_sparse_prints_a_ratio_per_mask_and_fraction(capsys):
+  """`jaxvos bench sparse` on a tiny layer: one line per (mask, fraction); random tiles execute exactly their
+  fraction (6 and 12 of the 4 x 6 tiles), blobs at least theirs (every tile that holds an active pixel)."""
+  from jaxvos.cli import main as cli  # pylint: disable=g-import-not-at-top
+  assert cli.main(["bench", "sparse", "--shape", "1,16,48,4", "--features", "4", "--tile", "4,8", "--repeats", "1",
+                   "--fractions", "0.25,0.5", "--masks", "random,blob"]) == 0
+  lines = [line for line in capsys.readouterr().out.splitlines() if "sparse/dense time" in line]
+  pattern = r"(random|blob) +active (0\.\d\d): sparse/dense time \d+\.\d\d  \(tiles executed (\d\.\d\d);"
+  found = [re.match(pattern, line) for line in lines]
+  assert all(found) and len(found) == 4, lines
+  assert [(m[1], m[2]) for m in found] == [("random", "0.25"), ("random", "0.50"), ("blob", "0.25"), ("blob", "0.50")]
+  for m in found:
+    assert float(m[3]) == float(m[2]) if m[1] == "random" else float(m[3]) >= float(m[2]), m[0]
