@@ -69,7 +69,8 @@ def davis_video_state(family, variables, video, size: int, frame_index: int):
   stream = segmenter.stream([int(i) for i in np.unique(first) if i])
   for t in range(frame_index):
     stream(video.frames[t], first if t == 0 else None)
-  frame = segmenter._preprocess(jnp.asarray(video.frames[frame_index][None]), stream.geometry)  # pylint: disable=protected-access
+  preprocess = segmenter._preprocess  # pylint: disable=protected-access
+  frame = preprocess(jnp.asarray(video.frames[frame_index][None]), stream.geometry)
   return stream.state, frame, jnp.ones((1, len(stream.slot_ids)), bool)
 
 
