@@ -127,7 +127,7 @@ def _tile_pool(x: jax.Array, window: tuple[int, int], how: str) -> jax.Array:
 class SplitDense(nn.Module):
   """`nn.Dense(features)` of `concatenate([a, b], -1)` (the same parameters and initialisation), computed as
   a @ W_a + b @ W_b: without the concatenated copy of its inputs (the gate's embedding of a 64-channel layer1 at
-  480p ran 4.7x faster on the 2-core CPU, session 20)."""
+  480p ran 4.6x faster on the 2-core CPU, session 20)."""
   features: int
 
   @nn.compact

@@ -18,8 +18,8 @@ other pixel keeps: a reused or skipped value):
 
 The bucket "all tiles" runs the dense convolution (no gather: nothing to save; when every tile is active, without
 building or merging `base`), and so do the buckets whose canvas would cost nearly as much (`effective_slots`); the
-bucket 0 returns `base`. Strides 1 and 2 (any stride)
-and odd square kernels are supported, with PyTorch's padding `k // 2` on both sides (`jaxvos.nn.layers.conv`).
+bucket 0 returns `base`. Strides 1 and 2 (any stride) and odd square kernels are supported, with PyTorch's
+padding `k // 2` on both sides (`jaxvos.nn.layers.conv`).
 Arrays are NHWC, kernels HWIO; `post` (a bias: any function that acts on the last axis pixel by pixel) is
 applied to computed outputs only. Results equal masked dense compute (tested); `jaxvos bench sparse` times it.
 """
