@@ -11,6 +11,8 @@
 #    64-frame video through segment_video's pipelined chunks (a file's throughput) and the end-to-end frames per
 #    second of live streaming (bench memory, 60 frames; goal 60 FPS), STCN beside it;
 # 3. issue 13: the sparse executor where a GPU might pay: 256-channel layers and 4K layer1, the largest tiles;
+#    then full-size SpVOS's whole step against STCN's at 480p (float32, untrained gates thresholded to a fraction
+#    of the MACs: experiments/stage_times.py, session 20);
 # 4. issue 15: training throughput of full-size STCN (384x384 crops of generated videos, batch 16, remat,
 #    bfloat16), the paper-scale recipe's step (its compilation took over 115 s in session 17);
 # 5. as time allows, GAM's Figure 1 by resolution again (480p, 1080p; session 17 has every size).
@@ -29,11 +31,11 @@ budget=${BUDGET:-480}
 wheels=${WHEELS-.whl}  # WHEELS= (empty) installs none: the CPU run in the project's own environment
 if [ "${QUICK:-0}" = 1 ]; then
   large=96x160; large_hw=96x160; sizes=64x96; frames=4; dtype=float32; repeats=2; video=12
-  sparse=("1,16,32,16 16" "1,32,64,16 16"); tile=8,24
+  sparse=("1,16,32,16 16" "1,32,64,16 16"); tile=8,24; spvos=(spvos-tiny,stcn-tiny 64)
   train=(--config.data.batch_size=2)
 else
   large=2K; large_hw=1088x2048; sizes=480p,1080p; frames=60; dtype=bfloat16; repeats=20; video=64
-  sparse=("1,120,216,256 256" "1,540,960,64 64" "8,120,216,64 64"); tile=32,64
+  sparse=("1,120,216,256 256" "1,540,960,64 64" "8,120,216,64 64"); tile=32,64; spvos=(spvos,stcn 480)
   train=(--config.model=stcn --config.data.batch_size=16 '--config.data.crop_hw=(384,384)'
          '--config.data.synthetic_hw=(384,512)' --config.data.synthetic_videos=16 --config.data.threads=8
          --config.data.prefetch=16 --config.train.remat=True --config.train.compute_dtype=bfloat16)
@@ -84,6 +86,8 @@ for shape_features in "${sparse[@]}"; do
   step "sparse-$shape" 45 $python -m jaxvos bench sparse --shape "$shape" --features "$features" --tile $tile \
       --repeats $repeats --masks random,blob
 done
+step spvos-whole-step 120 $python experiments/stage_times.py --model "${spvos[0]}" --size "${spvos[1]}" \
+    --stages "whole step" --repeats $repeats --variants force=compute,compute_threshold=0.788,compute_threshold=0.79
 step train-throughput 240 $python -m jaxvos bench train --config experiments/stcn/smoke.py --steps 20 "${train[@]}"
 step memory-resolution 200 $python -m jaxvos bench memory --models gam,stcn,swiftnet --sizes $sizes --lengths '' \
     --frames 30 --timeout 70 --dtype $dtype --out "$out/figure1-resolution.json" --plot ''
