@@ -36,7 +36,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from jaxvos.convert import families, io  # noqa: E402  pylint: disable=g-import-not-at-top
+from jaxvos.bench import davis as bench_davis  # noqa: E402  pylint: disable=g-import-not-at-top
+from jaxvos.convert import io  # noqa: E402  pylint: disable=g-import-not-at-top
 from jaxvos.inference import Segmenter  # noqa: E402  pylint: disable=g-import-not-at-top
 from jaxvos.models import registry  # noqa: E402  pylint: disable=g-import-not-at-top
 from jaxvos.models.family import FrameInfo  # noqa: E402  pylint: disable=g-import-not-at-top
@@ -112,31 +113,21 @@ def median_times(thunks: dict, repeats: int) -> dict:
   return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def parse_item(item: str) -> tuple[str, object]:
-  """"name=value" -> (name, value): the value JSON or a bare string."""
-  field, _, text = item.partition("=")
-  try:
-    return field, json.loads(text)
-  except json.JSONDecodeError:
-    return field, text
-
-
 def build_models(args) -> dict:
   """{label: (family, variables)}: --checkpoints (trained) or --model (random weights), each also with every
   --variants field changed where its config has the field."""
-  variants = [parse_item(item) for item in args.variants.split(",") if item]
+  items = [item for item in args.variants.split(",") if item]
   models = {}
   if args.checkpoints:
     for path in args.checkpoints.split(","):
       path = io.DEFAULT_MODEL if path == "default" else path
       label = "default" if path == io.DEFAULT_MODEL else os.path.basename(os.path.dirname(os.path.dirname(path)))
       family, variables = io.load_model(path)
-      meta = io.read_meta(path)
-      config = families.config_dict(families.build(meta["family"], meta["config"]))
       models[label] = family, variables
-      for field, value in variants:
-        if field in config:
-          models[f"{label} {field}={value}"] = families.build(meta["family"], {**config, field: value}), variables
+      for item in items:
+        variant = bench_davis.family_with_field(path, item)
+        if variant is not None:
+          models[f"{label} {item}"] = variant, variables
     return models
   override = json.loads(args.override)
   for name in args.model.split(","):
@@ -144,7 +135,7 @@ def build_models(args) -> dict:
     variables = family.init(jax.random.key(0), (64, 64))
     models[f"{name} {override or ''}".strip()] = family, variables
     fields = {f.name for f in dataclasses.fields(family.config)}
-    for field, value in variants:
+    for field, value in map(bench_davis.parse_field, items):
       if field in fields:
         models[f"{name} {field}={value}"] = registry.build(name, **{**override, field: value}), variables
   return models

@@ -136,14 +136,26 @@ def _forced_dense(model: _Model, path: str) -> _Model:
 
 
 def _with_field(model: _Model, path: str, item: str) -> _Model | None:
-  """The same weights with the config field `item` ("a.b=value", the value JSON or a bare string) changed;
-  None when the checkpoint's config has no such field."""
-  from jaxvos.convert import families, io  # pylint: disable=g-import-not-at-top
+  """The same weights with the config field `item` changed (`family_with_field`); None when the checkpoint's
+  config has no such field."""
+  family = family_with_field(path, item)
+  return None if family is None else _Model(f"{model.label} {item}", family, model.variables)
+
+
+def parse_field(item: str) -> tuple[str, Any]:
+  """"a.b=value" -> ("a.b", value): the value JSON, or the bare string where it is not JSON."""
   field, _, text = item.partition("=")
   try:
-    value = json.loads(text)
+    return field, json.loads(text)
   except json.JSONDecodeError:
-    value = text
+    return field, text
+
+
+def family_with_field(path: str, item: str):
+  """The family of checkpoint `path` with the config field `item` ("a.b=value", a dotted path) changed; None
+  when its config has no such field."""
+  from jaxvos.convert import families, io  # pylint: disable=g-import-not-at-top
+  field, value = parse_field(item)
   meta = io.read_meta(path)
   # the family's whole config: fields added since the checkpoint was written take their defaults
   config = families.config_dict(families.build(meta["family"], meta["config"]))
@@ -154,7 +166,7 @@ def _with_field(model: _Model, path: str, item: str) -> _Model | None:
   if not isinstance(node, dict) or leaf not in node:
     return None
   node[leaf] = value
-  return _Model(f"{model.label} {item}", families.build(meta["family"], config), model.variables)
+  return families.build(meta["family"], config)
 
 
 def _videos(args) -> list:
