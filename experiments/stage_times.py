@@ -116,7 +116,7 @@ def median_times(thunks: dict, repeats: int) -> dict:
 def build_models(args) -> dict:
   """{label: (family, variables)}: --checkpoints (trained) or --model (random weights), each also with every
   --variants field changed where its config has the field."""
-  items = [item for item in args.variants.split(",") if item]
+  items = bench_davis.split_list(args.variants)
   models = {}
   if args.checkpoints:
     for path in args.checkpoints.split(","):

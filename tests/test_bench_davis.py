@@ -7,6 +7,7 @@ import jax
 import pytest
 from PIL import Image
 
+from jaxvos.bench import davis as bench_davis
 from jaxvos.cli import main as cli
 from jaxvos.convert import io
 from jaxvos.models import registry
@@ -54,3 +55,11 @@ def test_rows_score_as_validation_and_gated_models_count_their_macs(tmp_path, ca
   assert macs(rows["default"])[0] == macs(rows["default"])[1] > 0
   assert macs(rows["spvos forced"])[0] == macs(rows["spvos forced"])[1] == macs(rows["spvos"])[0]
   assert macs(rows["spvos"])[1] < 0.9 * macs(rows["spvos"])[0]  # frames 2-4 compute no gated layer
+
+
+def test_variants_split_outside_brackets_and_a_bad_value_is_one_line(capsys):
+  assert bench_davis.split_list('top_k=20,tile_pixels=[16,48],force="a,b",,x') == [
+      "top_k=20", "tile_pixels=[16,48]", 'force="a,b"', "x"]
+  assert cli.main(["bench", "davis", "--checkpoints", "default", "--davis-root", DAVIS, "--sequences",
+                   "blackswan", "--variants", 'top_k=20,top_k="x"']) == 2
+  assert capsys.readouterr().err == "error: --variants top_k=\"x\": STCNConfig.top_k must be int or None, not 'x'\n"

@@ -1,6 +1,7 @@
 """STCN and STM specifics at their full sizes (the contract every family shares: tests/test_family_contract.py)."""
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +26,23 @@ def test_unknown_model_and_unknown_fields_are_clear_errors():
     registry.build("stcm")
   with pytest.raises(ValueError, match="unknown STCNConfig fields: key_dims"):
     registry.build("stcn", key_dims=3)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("tile_pixels", "[16", "SpVOSConfig.tile_pixels must be a list, not '[16'"),
+    ("top_k", 2.5, "SpVOSConfig.top_k must be int or None, not 2.5"),
+    ("refresh_every", True, "SpVOSConfig.refresh_every must be int, not True"),
+    ("force", 1, "SpVOSConfig.force must be str or None, not 1"),
+    ("memory", {"slots": "6"}, "MemoryConfig.slots must be int, not '6'"),
+])
+def test_a_value_of_the_wrong_type_names_its_field(field, value, message):
+  with pytest.raises(ValueError, match=re.escape(message)):
+    registry.build("spvos-tiny", **{field: value})
+
+
+def test_json_values_that_fit_are_taken():
+  family = registry.build("spvos-tiny", tile_pixels=[16, 16], target=1, compute_threshold=None, top_k=None)
+  assert family.config.tile_pixels == (16, 16) and family.config.target == 1
 
 
 def test_configs_round_trip_through_their_json_form():

@@ -109,12 +109,15 @@ def test_gates_forced_to_reuse_give_the_previous_frames_layer_outputs():
 
 def test_dense_refresh_frames_are_dense_and_equal_the_dense_model():
   """refresh_every=2: frame 2 runs dense (gates leaning to reuse elsewhere), so with only frame 0 in memory its
-  masks are the dense model's; frames 1 and 3 reuse in the encoder."""
+  masks are the dense model's; frames 1 and 3 reuse in the encoder. gated_parts=("encoder",): the decoder runs
+  dense on every frame."""
   dense_vars, sparse_vars = _variables()
   frames, masks = _clip(seed=2)
   want, _, _ = _runner("stcn-tiny")(dense_vars, frames, masks)
-  got, aux, _ = _runner("spvos-tiny", refresh_every=2, **TILES)(_with_gate_bias(sparse_vars, [-5, 0, 0]), frames,
-                                                               masks)
+  got, aux, _ = _runner("spvos-tiny", refresh_every=2, gated_parts=("encoder",), **TILES)(
+      _with_gate_bias(sparse_vars, [-5, 0, 0]), frames, masks)
+  decoder = [v for k, v in aux.items() if k.startswith("executed/decoder")]
+  assert decoder and all(np.all(np.asarray(v) == 1.0) for v in decoder)
   np.testing.assert_allclose(_probs(got)[1], _probs(want)[1], atol=1e-5)  # t = 2
   np.testing.assert_array_equal(aux["gated"][:, 0], [1.0, 0.0, 1.0])
   encoder = [v for k, v in aux.items() if k.startswith("executed/key_encoder")]
@@ -167,22 +170,26 @@ def test_training_reports_what_the_argmax_would_execute_and_the_gates_entropy():
   np.testing.assert_allclose(float(metrics["expected_mac_fraction"]), expected, rtol=1e-5)
 
 
-def test_the_loss_adds_the_weighted_sparsity_and_entropy_terms():
+def test_the_loss_adds_the_weighted_sparsity_entropy_and_distillation_terms():
   config = registry.build("spvos-tiny").config
   aux = {"gated": jnp.array([[1.0], [0.0]])}  # [t b]: the second frame ran dense
-  parts = {"encoder": (30.0, 3.0, 6.0), "decoder": (10.0, 1.0, 2.0)}
-  for part, (macs, sparsity, entropy) in parts.items():
+  parts = {"encoder": (30.0, 3.0, 6.0, 9.0), "decoder": (10.0, 1.0, 2.0, 3.0)}
+  for part, (macs, sparsity, entropy, distill) in parts.items():
     aux.update({f"macs/{part}": jnp.full((2, 1), macs), f"sparsity/{part}": jnp.array([[sparsity], [0.0]]),
                 f"entropy/{part}": jnp.array([[entropy], [0.0]]), f"executed_macs/{part}": jnp.full((2, 1), macs),
-                f"argmax_macs/{part}": jnp.full((2, 1), macs), f"expected_macs/{part}": jnp.full((2, 1), macs)})
-  for weights, ramp, step in [((1.0, 0.0), 0, 0), ((0.5, 2.0), 0, 0), ((0.5, 2.0), 100, 25), ((0.5, 2.0), 100, 400)]:
+                f"argmax_macs/{part}": jnp.full((2, 1), macs), f"expected_macs/{part}": jnp.full((2, 1), macs),
+                f"distill/{part}": jnp.array([[distill], [0.0]])})
+  for weights, ramp, step in [((1.0, 0.0, 0.0), 0, 0), ((0.5, 2.0, 0.0), 0, 0), ((0.5, 2.0, 0.0), 100, 25),
+                              ((0.5, 2.0, 3.0), 100, 400)]:
     terms = spvos_lib.sparsity_terms(dataclasses.replace(config, sparsity_weight=weights[0],
-                                                         entropy_weight=weights[1], entropy_ramp_steps=ramp))
+                                                         entropy_weight=weights[1], entropy_ramp_steps=ramp,
+                                                         distill_weight=weights[2]))
     loss, metrics = terms(aux, jnp.asarray(step, jnp.int32))
     np.testing.assert_allclose(float(metrics["sparsity"]), 0.1, rtol=1e-6)  # (3 + 1) / 40, the gated frame only
     np.testing.assert_allclose(float(metrics["gate_entropy"]), 0.2, rtol=1e-6)
+    np.testing.assert_allclose(float(metrics["gate_distill"]), 0.3, rtol=1e-6)
     mu = weights[1] * (min(1.0, step / ramp) if ramp else 1.0)
-    np.testing.assert_allclose(float(loss), weights[0] * 0.1 + mu * 0.2, rtol=1e-6)
+    np.testing.assert_allclose(float(loss), weights[0] * 0.1 + mu * 0.2 + weights[2] * 0.3, rtol=1e-6)
   with pytest.raises(ValueError, match="sparsity_on"):
     spvos_lib.sparsity_terms(dataclasses.replace(config, sparsity_on="samples"))
 
@@ -242,6 +249,26 @@ def _gated_layer(mode, force=None, stride=1):
 
   init = gc.GatedConv(6, 3, stride, True, gates=gc.FrameGates(settings, "init", (12 * stride, 18 * stride)))
   return apply, init.init(jax.random.key(0), x), x, y_prev
+
+
+def test_the_distillation_error_is_the_sampled_outputs_distance_to_the_convolution():
+  """e_l = |y - conv(x)|^2 / |conv(x)|^2 per video: 0 computing, 1 skipping, the previous output's distance
+  reusing (computed here in NumPy); its gradient reaches the gate's logits (straight-through), and inference's
+  argmax layers report none."""
+  rngs = {"sample": jax.random.key(1)}
+  for force in ("compute", "reuse", "skip"):
+    apply, variables, x, y_prev = _gated_layer("sample", force)
+    _, gates = apply(variables, x, rngs)
+    conv = np.asarray(sc.dense_conv(x, variables["params"]["kernel"]) + variables["params"]["bias"])
+    y = {"compute": conv, "reuse": np.asarray(y_prev), "skip": np.zeros_like(conv)}[force]
+    want = ((y - conv) ** 2).sum(axis=(1, 2, 3)) / (conv ** 2).sum(axis=(1, 2, 3))
+    np.testing.assert_allclose(gates.stats[ROOT].distill, want, rtol=1e-5)
+  apply, variables, x, _ = _gated_layer("sample")
+  grads = jax.grad(lambda v: apply(v, x, rngs)[1].stats[ROOT].distill.sum())(variables)
+  assert float(jnp.abs(grads["params"]["gate"]["logits"]["bias"]).sum()) > 0
+  apply, variables, x, _ = _gated_layer("argmax")
+  gates = apply(variables, x)[1]
+  assert gates.stats[ROOT].distill is None and float(gc.summarize(gates, "encoder", 0.58)["distill/encoder"][0]) == 0
 
 
 @pytest.mark.parametrize("force", ["compute", "reuse", "skip"])

@@ -34,6 +34,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from typing import Any
 
@@ -54,8 +55,8 @@ def add_arguments(parser) -> None:
   parser.add_argument("--dense-twins", action="store_true", help="also run each gated checkpoint with every "
                       "gate forced to compute")
   parser.add_argument("--variants", default="", metavar="LIST", help="comma-separated FIELD=VALUE (a dotted "
-                      "config path, e.g. memory.match_fraction=0.25): each also runs every checkpoint whose "
-                      "config has FIELD with it changed")
+                      "config path, e.g. memory.match_fraction=0.25; VALUE is JSON: tile_pixels=[16,48]): each also "
+                      "runs every checkpoint whose config has FIELD with it changed")
   parser.add_argument("--out", default="", help="write the rows to this JSON file")
   parser.add_argument("--plot", default="", help="draw J&F against frames per second (a PNG; bubble area: "
                       "executed MACs per frame)")
@@ -100,7 +101,13 @@ def run(args) -> int:
     models.append(loaded)
     if args.dense_twins and "force" in io.read_meta(path)["config"]:
       models.append(_forced_dense(loaded, path))
-    models += [v for v in (_with_field(loaded, path, item) for item in args.variants.split(",") if item) if v]
+    for item in split_list(args.variants):
+      try:
+        variant = _with_field(loaded, path, item)
+      except ValueError as error:
+        print(f"error: --variants {item}: {error}", file=sys.stderr)
+        return 2
+      models += [variant] if variant else []
   videos = _videos(args)
   segmenters = [Segmenter(m.family, m.variables, size=size) for m in models]
   print(f"{', '.join(m.label for m in models)}: {len(videos)} sequences ({sum(len(v.frames) for v in videos)} "
@@ -140,6 +147,23 @@ def _with_field(model: _Model, path: str, item: str) -> _Model | None:
   config has no such field."""
   family = family_with_field(path, item)
   return None if family is None else _Model(f"{model.label} {item}", family, model.variables)
+
+
+def split_list(text: str) -> list[str]:
+  """"a=1,b=[2,3],c" -> ["a=1", "b=[2,3]", "c"]: split at the commas outside brackets and quotes."""
+  items, depth, quoted, start = [], 0, False, 0
+  for i, char in enumerate(text):
+    if char == '"':
+      quoted = not quoted
+    elif not quoted and char in "[{":
+      depth += 1
+    elif not quoted and char in "]}":
+      depth -= 1
+    elif char == "," and depth == 0 and not quoted:
+      items.append(text[start:i])
+      start = i + 1
+  items.append(text[start:])
+  return [item for item in items if item]
 
 
 def parse_field(item: str) -> tuple[str, Any]:

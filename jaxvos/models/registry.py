@@ -108,8 +108,40 @@ def _from_dict(config_class: type, fields: dict[str, Any]) -> Any:
       value = _from_dict(hint, value)
     elif isinstance(value, list) and _is_tuple(hint):
       value = tuple(value)
+    if not _fits(value, hint):
+      raise ValueError(f"{config_class.__name__}.{key} must be {_describe(hint)}, not {value!r}")
     converted[key] = value
   return config_class(**converted)
+
+
+def _fits(value: Any, hint: Any) -> bool:
+  """Whether a config value fits its field's annotation, as far as JSON can tell: numbers for numbers (an int
+  where a float is expected), strings for strings, sequences for tuples, None where it is allowed; nested
+  configs and other annotations are not checked here."""
+  origin = typing.get_origin(hint)
+  if origin in (typing.Union, types.UnionType):
+    return any(_fits(value, arg) for arg in typing.get_args(hint))
+  if hint is type(None):
+    return value is None
+  if hint is bool:
+    return isinstance(value, bool)
+  if hint is int:
+    return isinstance(value, int) and not isinstance(value, bool)
+  if hint is float:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+  if hint is str:
+    return isinstance(value, str)
+  if hint is tuple or origin is tuple:
+    return isinstance(value, (tuple, list))
+  return True
+
+
+def _describe(hint: Any) -> str:
+  if typing.get_origin(hint) in (typing.Union, types.UnionType):
+    return " or ".join(_describe(arg) for arg in typing.get_args(hint))
+  if hint is tuple or typing.get_origin(hint) is tuple:
+    return "a list"
+  return "None" if hint is type(None) else getattr(hint, "__name__", str(hint))
 
 
 def _is_tuple(hint: Any) -> bool:

@@ -24,12 +24,13 @@ and gated. The sparsity objective (`sparsity_terms`, the family's `loss_terms`) 
 `lambda * sum_l w_l (rho_l - rho*)^2`, rho_l the fraction of layer l's outputs computed, w_l its share of the
 gated layers' dense MACs, averaged over the gated frames (rho_l from the sampled gates as in the paper, the
 mean probability of `compute` or the argmax decisions: `sparsity_on`); optionally plus `mu * sum_l w_l H_l`,
-the gates' mean entropy (`entropy_weight`, off by default), so that sampled and argmax decisions agree.
+the gates' mean entropy (`entropy_weight`, off by default), so that sampled and argmax decisions agree; optionally
+plus the gated layers' output error against their convolutions (`distill_weight`, `sparsity_terms`).
 
 Aux outputs per frame (each [b]): `executed/<layer path>` (rho_l), `macs/<part>`, `executed_macs/<part>`,
-`sparsity/<part>` (rho_l as `sparsity_on` says), `entropy/<part>`, `argmax_macs/<part>`, `expected_macs/<part>`
-for the parts `encoder` and `decoder` (`jaxvos.nn.gated_conv.summarize`) and `gated`
-(1 where the encoder's gates decided).
+`sparsity/<part>` (rho_l as `sparsity_on` says), `entropy/<part>`, `argmax_macs/<part>`, `expected_macs/<part>`,
+`distill/<part>` for the parts `encoder` and `decoder` (`jaxvos.nn.gated_conv.summarize`) and `gated` (1 where
+the encoder's gates decided).
 """
 
 import dataclasses
@@ -58,6 +59,7 @@ class SpVOSConfig(STCNConfig):
   sparsity_on: str = "sample"           # rho_l of the objective: "sample" (the paper), "expected", "argmax"
   entropy_weight: float = 0.0           # mu: weight of the gates' mean entropy in the loss (decisive gates)
   entropy_ramp_steps: int = 0           # mu grows linearly from 0 over these training steps (0: constant)
+  distill_weight: float = 0.0           # nu: weight of the gated layers' output error against their convolution
   dense_clip_probability: float = 0.5   # mixed sparse training: a training clip runs dense with this probability
   tile_pixels: tuple[int, int] = (32, 96)
   gate_hidden: int = 8
@@ -66,6 +68,7 @@ class SpVOSConfig(STCNConfig):
   buckets: tuple[float, ...] = DEFAULT_BUCKETS
   force: str | None = None              # "compute" / "reuse" / "skip" on every gated frame (tests, ablations)
   compute_threshold: float | None = None  # inference: compute where p(compute) >= this, not argmax (calibrated)
+  gated_parts: tuple[str, ...] = ("encoder", "decoder")  # the others run dense on every frame (ablations)
 
   def gate_settings(self) -> GateSettings:
     return GateSettings(tile_pixels=self.tile_pixels, hidden=self.gate_hidden, init_bias=self.gate_init_bias,
@@ -147,7 +150,7 @@ class SpVOS(STCN):
     settings = self.config.gate_settings()
     if cache is None:
       return FrameGates(settings, "init" if self.is_initializing() else "dense", frame_hw)
-    force = cache["dense_clip"] | (info.t % self.config.refresh_every == 0)
+    force = cache["dense_clip"] | (info.t % self.config.refresh_every == 0) | (part not in self.config.gated_parts)
     if part == "decoder":  # its caches are zeros until it has run once; stale for objects new at t - 1
       force = force | (info.t <= 1) | cache["refresh"]
     return FrameGates(settings, "sample" if info.training else "argmax", frame_hw, caches=cache[part],
@@ -215,6 +218,11 @@ def sparsity_terms(config: SpVOSConfig):
   (without it, training's samples executed 0.64 of the MACs while the argmax of the same gates computed 0.97).
   mu ramps up from 0 over `entropy_ramp_steps`, so the gates first move under the sparsity objective alone.
 
+  The distillation term (nu = `distill_weight`, 0 by default; not in the paper) adds `nu * sum_l w_l e_l`, e_l
+  the relative squared error |y_l - conv_l(x_l)|^2 / |conv_l(x_l)|^2 that the sampled decisions leave in layer
+  l's output against the convolution of the same input: a signal local to each gate of what its reuse and skip
+  cost, where the masks' loss reaches a gate only through every layer after it.
+
   `sparsity_on` says what rho_l is: "sample" (the paper) the fraction the straight-through Gumbel samples
   computed; "expected" the mean probability of `compute`; "argmax" the fraction the argmax decisions compute
   (what inference executes) with the expected fraction's gradient (straight-through). With samples or expected
@@ -232,9 +240,10 @@ def sparsity_terms(config: SpVOSConfig):
     macs, gated = total("macs"), aux["gated"]
     frames = jnp.maximum(jnp.sum(gated), 1.0)
     over_gated = lambda name: jnp.sum(total(name) / macs) / frames  # noqa: E731
-    sparsity, entropy = over_gated("sparsity"), over_gated("entropy")
-    loss = config.sparsity_weight * sparsity + ramp * config.entropy_weight * entropy
-    return loss, {"sparsity": sparsity, "gate_entropy": entropy,
+    sparsity, entropy, distill = over_gated("sparsity"), over_gated("entropy"), over_gated("distill")
+    loss = (config.sparsity_weight * sparsity + ramp * config.entropy_weight * entropy
+            + config.distill_weight * distill)
+    return loss, {"sparsity": sparsity, "gate_entropy": entropy, "gate_distill": distill,
                   "executed_mac_fraction": jnp.sum(total("executed_macs") / macs * gated) / frames,
                   "argmax_mac_fraction": jnp.sum(total("argmax_macs") / macs * gated) / frames,
                   "expected_mac_fraction": jnp.sum(total("expected_macs") / macs * gated) / frames,
@@ -244,6 +253,9 @@ def sparsity_terms(config: SpVOSConfig):
 
 
 def spvos(config: SpVOSConfig = SpVOSConfig(), name: str = "spvos") -> MemoryFamily:
+  unknown = set(config.gated_parts) - {"encoder", "decoder"}
+  if unknown:
+    raise ValueError(f"gated_parts must name 'encoder' and/or 'decoder', not {sorted(unknown)}")
   memory = KeyValueMemoryType(config.memory, attention.l2_affinity, config.top_k)
   return MemoryFamily(name=name, config=config, module=SpVOS(config), memory=memory,
                       loss_terms=sparsity_terms(config))

@@ -69,6 +69,7 @@ class LayerStats:
   entropy: jax.Array          # float32 [b] mean entropy of the gates' distributions (0 where dense)
   argmax_fraction: jax.Array  # float32 [b] output pixels the argmax would compute (= fraction at inference)
   expected: jax.Array         # float32 [b] mean probability of `compute` over the output pixels (1 where dense)
+  distill: jax.Array | None = None  # float32 [b] |y - y_dense|^2 / |y_dense|^2 in training (sampled gates)
 
 
 class FrameGates:
@@ -235,9 +236,10 @@ class GatedConv(nn.Module):
       onehot = straight_through_gumbel(logits, self.make_rng("sample"), gates.settings.temperature)
       onehot = _override(onehot, forced, gates.settings.force)
       weights = sc.tiles_to_pixels(onehot, tile, out_hw).astype(flat.dtype)
-      y = weights[..., COMPUTE, None] * post(sc.dense_conv(flat, kernel, self.stride))
-      y = y + weights[..., REUSE, None] * y_prev
+      dense = post(sc.dense_conv(flat, kernel, self.stride))
+      y = weights[..., COMPUTE, None] * dense + weights[..., REUSE, None] * y_prev
       computed = weights[..., COMPUTE].astype(jnp.float32)
+      distill = _relative_error(y, jax.lax.stop_gradient(dense))
     else:
       action = jnp.argmax(_override(jax.nn.one_hot(decision, 3), forced, gates.settings.force), -1)
       pixels = sc.tiles_to_pixels(action, tile, out_hw)
@@ -245,13 +247,22 @@ class GatedConv(nn.Module):
       y = sc.sparse_conv_tiles(flat, kernel, (action == COMPUTE).astype(jnp.float32), base, stride=self.stride,
                                tile=tile, buckets=gates.settings.buckets, post=post)
       computed = (pixels == COMPUTE).astype(jnp.float32)
+      distill = None
     per_video = lambda v: v.reshape(lead[0], -1).mean(axis=1)  # noqa: E731
     fraction, gated = per_video(computed), 1.0 - per_video(forced.astype(jnp.float32))
     entropy = per_video(jnp.where(forced, 0.0, entropy))
     expected = per_video(jnp.where(forced, 1.0, sc.tiles_to_pixels(probs[..., COMPUTE], tile, out_hw)))
+    distill = None if distill is None else per_video(jnp.where(forced[..., 0], 0.0, distill))
     gates.record(self._path(), flat.reshape(*lead, *flat.shape[1:]), y.reshape(*lead, *y.shape[1:]),
-                 LayerStats(fraction, self._macs(flat, y, lead), gated, entropy, per_video(would), expected))
+                 LayerStats(fraction, self._macs(flat, y, lead), gated, entropy, per_video(would), expected, distill))
     return y.reshape(*lead, *y.shape[1:])
+
+
+def _relative_error(y: jax.Array, dense: jax.Array) -> jax.Array:
+  """[N 1]: |y - dense|^2 / |dense|^2 per item of [N h w c] outputs (how far the gates moved the layer's output
+  from the convolution of the same input)."""
+  squares = lambda v: jnp.sum(jnp.square(v.astype(jnp.float32)), axis=(1, 2, 3))  # noqa: E731
+  return (squares(y - dense) / jnp.maximum(squares(dense), 1e-6))[:, None]
 
 
 def _override(onehot: jax.Array, forced: jax.Array, force: str | None) -> jax.Array:
@@ -286,8 +297,9 @@ def summarize(gates: FrameGates, part: str, target: float, rho: str = "sample") 
   sum_l macs_l (rho_l - target)^2 over the gated layers (the unnormalised SpVOS sparsity objective) with rho_l
   as `RHO[rho]` says, `entropy/<part>`: sum_l macs_l H_l (the gates' mean entropy, MAC-weighted),
   `argmax_macs/<part>`: the MACs the argmax decisions would execute (in training, where gates are sampled, what
-  inference would run) and `expected_macs/<part>`: sum_l macs_l p_l with p_l the mean probability of
-  `compute`."""
+  inference would run), `expected_macs/<part>`: sum_l macs_l p_l with p_l the mean probability of
+  `compute`, and `distill/<part>`: sum_l macs_l e_l with e_l the relative squared error the sampled gates left in
+  layer l's output against its convolution (0 at inference)."""
   fraction = RHO[rho]
   aux = {f"executed/{path}": s.fraction for path, s in gates.stats.items()}
   stats = list(gates.stats.values())
@@ -298,4 +310,5 @@ def summarize(gates: FrameGates, part: str, target: float, rho: str = "sample") 
   aux[f"entropy/{part}"] = zero + sum(s.macs * s.gated * s.entropy for s in stats)
   aux[f"expected_macs/{part}"] = zero + sum(s.macs * s.expected for s in stats)
   aux[f"argmax_macs/{part}"] = zero + sum(s.macs * s.argmax_fraction for s in stats)
+  aux[f"distill/{part}"] = zero + sum(s.macs * s.gated * s.distill for s in stats if s.distill is not None)
   return aux
