@@ -62,7 +62,8 @@ def jax_clip(family, variables, frames: np.ndarray) -> tuple[list[np.ndarray], l
 
 
 @pytest.mark.parametrize("name,config", [("spvos-tiny", {}), ("spvos", {}),
-                                         ("spvos-tiny", {"compute_threshold": 0.4})])
+                                         ("spvos-tiny", {"compute_threshold": 0.4}),
+                                         ("spvos-tiny", {"gate_pool": "mean_max", "gated_parts": ("encoder",)})])
 def test_twin_streams_the_probabilities_and_gate_decisions_of_jaxvos(tmp_path, name, config):
   family = registry.build(name, **config)
   variables = family_clip.random_variables(family)
@@ -86,7 +87,7 @@ def test_twin_streams_the_probabilities_and_gate_decisions_of_jaxvos(tmp_path, n
       assert abs(fraction - auxes[t][f"executed/{path}"]) < 1e-6, f"{name}: frame {t}: {path}"
     # Dense: the decoder at t = 1 (its first run) and after the annotation at frame 2; nothing else here.
     assert {part: gates.dense for part, gates in processor.gates.items()} == {
-        "encoder": False, "decoder": t in (1, family_clip.APPEARS + 1)}
+        "encoder": False, "decoder": t in (1, family_clip.APPEARS + 1) or "decoder" not in family.config.gated_parts}
     assert auxes[t]["gated"] == 1.0
     for gates in processor.gates.values():
       if not gates.dense:

@@ -43,7 +43,7 @@ from jaxvos.backbones.resnet import resnet_trunk
 from jaxvos.memory.key_value import KeyValueMemoryType
 from jaxvos.models.skeleton import MemoryFamily
 from jaxvos.models.stcn import STCN, KeyProjection, STCNConfig, ValueEncoder
-from jaxvos.nn.gated_conv import RHO, FrameGates, GateSettings, gated_factory, summarize
+from jaxvos.nn.gated_conv import POOLS, RHO, FrameGates, GateSettings, gated_factory, summarize
 from jaxvos.nn.layers import KAIMING_FAN_OUT, conv
 from jaxvos.ops import attention
 from jaxvos.ops.resize import resize_bilinear
@@ -64,6 +64,7 @@ class SpVOSConfig(STCNConfig):
   tile_pixels: tuple[int, int] = (32, 96)
   gate_hidden: int = 8
   gate_init_bias: float = 2.0
+  gate_pool: str = "mean"               # "mean_max": a gate also sees its embedding's maximum over the tile
   temperature: float = 1.0
   buckets: tuple[float, ...] = DEFAULT_BUCKETS
   force: str | None = None              # "compute" / "reuse" / "skip" on every gated frame (tests, ablations)
@@ -73,7 +74,7 @@ class SpVOSConfig(STCNConfig):
   def gate_settings(self) -> GateSettings:
     return GateSettings(tile_pixels=self.tile_pixels, hidden=self.gate_hidden, init_bias=self.gate_init_bias,
                         temperature=self.temperature, buckets=self.buckets, force=self.force,
-                        compute_threshold=self.compute_threshold)
+                        compute_threshold=self.compute_threshold, pool=self.gate_pool)
 
 
 class GatedKeyEncoder(nn.Module):
@@ -253,6 +254,8 @@ def sparsity_terms(config: SpVOSConfig):
 
 
 def spvos(config: SpVOSConfig = SpVOSConfig(), name: str = "spvos") -> MemoryFamily:
+  if config.gate_pool not in POOLS:
+    raise ValueError(f"gate_pool must be one of {tuple(POOLS)}, not {config.gate_pool!r}")
   unknown = set(config.gated_parts) - {"encoder", "decoder"}
   if unknown:
     raise ValueError(f"gated_parts must name 'encoder' and/or 'decoder', not {sorted(unknown)}")

@@ -18,11 +18,11 @@ per-pixel gate.
 
 Gate input: the layer's input x, its change x - x_prev since the previous frame, and the previous frame's soft
 mask near the tile (max over the tile's footprint; per object in the decoder, all objects in the encoder):
-1x1 embedding + ReLU, mean over each tile, the mask's max appended, a 3x3 convolution over the tile grid -> 3
-logits (compute / reuse / skip), initialised near `init_bias` for compute and 0 for the others (a grafted dense
-model starts mostly dense). Training (`mode="sample"`): Gumbel-softmax with a straight-through hard one-hot
-(rng stream `sample`), the convolution computed densely and mixed by the one-hot; inference (`"argmax"`): argmax,
-executed sparsely. A sampled gate computes with its probability, an argmax gate wherever compute is the likeliest
+1x1 embedding + ReLU, mean over each tile (and its maximum, `pool="mean_max"`), the mask's max appended, a 3x3
+convolution over the tile grid -> 3 logits (compute / reuse / skip), initialised near `init_bias` for compute and
+0 for the others (a grafted dense model starts mostly dense). Training (`mode="sample"`): Gumbel-softmax with a
+straight-through hard one-hot (rng stream `sample`), the convolution computed densely and mixed by the one-hot;
+inference (`"argmax"`): argmax, executed sparsely. A sampled gate computes with its probability, an argmax gate wherever compute is the likeliest
 action (at 0.45 against 0.3 and 0.25, always): `compute_threshold` instead computes where compute's probability
 reaches the threshold and otherwise takes the likelier of reuse and skip, a knob calibrated after training
 (`experiments/calibrate_spvos_gates.py`). `force_dense` (the first frame, every K-th frame, dense clips of mixed
@@ -45,6 +45,7 @@ from jaxvos.nn.layers import conv
 from jaxvos.ops import sparse_conv as sc
 
 COMPUTE, REUSE, SKIP = 0, 1, 2
+POOLS = {"mean": ("mean",), "mean_max": ("mean", "max")}  # GateSettings.pool: what a gate pools per tile
 ACTIONS = {"compute": COMPUTE, "reuse": REUSE, "skip": SKIP}
 MODES = ("dense", "init", "sample", "argmax")
 
@@ -59,6 +60,7 @@ class GateSettings:
   buckets: tuple[float, ...] = sc.DEFAULT_BUCKETS
   force: str | None = None                 # "compute" / "reuse" / "skip": every gate's decision (tests, ablations)
   compute_threshold: float | None = None   # inference: compute where p(compute) >= this (None: argmax)
+  pool: str = "mean"                       # the embedding over a tile: "mean", or "mean_max" (both, concatenated)
 
 
 @dataclasses.dataclass
@@ -142,18 +144,20 @@ class SplitDense(nn.Module):
 
 class GateHead(nn.Module):
   """x, its change dx [N h w c] and the previous mask [N h w] -> logits [N ht wt 3] (compute, reuse, skip) per
-  output tile `tile` of a convolution with `stride`."""
+  output tile `tile` of a convolution with `stride`. `pool` "mean_max" adds the embedding's maximum over the tile
+  to its mean: a change confined to a few pixels of the tile (a small object moving) is diluted in the mean."""
   tile: tuple[int, int]
   stride: int
   hidden: int
   init_bias: float
+  pool: str = "mean"
 
   @nn.compact
   def __call__(self, x: jax.Array, dx: jax.Array, mask: jax.Array) -> jax.Array:
     window = (self.tile[0] * self.stride, self.tile[1] * self.stride)
     embedded = nn.relu(SplitDense(self.hidden, name="embed")(x, dx))
-    near = _tile_pool(mask[..., None], window, "max")
-    features = jnp.concatenate([_tile_pool(embedded, window, "mean"), near], axis=-1)
+    pooled = [_tile_pool(embedded, window, how) for how in POOLS[self.pool]]
+    features = jnp.concatenate([*pooled, _tile_pool(mask[..., None], window, "max")], axis=-1)
     bias_init = lambda key, shape, dtype: jnp.zeros(shape, dtype).at[COMPUTE].set(self.init_bias)  # noqa: E731
     return nn.Conv(3, (3, 3), padding=((1, 1), (1, 1)), kernel_init=nn.initializers.normal(0.01),
                    bias_init=bias_init, name="logits")(features)
@@ -217,7 +221,7 @@ class GatedConv(nn.Module):
 
   def _head(self, gates: FrameGates, flat, dx, lead, out_hw) -> jax.Array:
     s = gates.settings
-    head = GateHead(gates.tile(out_hw), self.stride, s.hidden, s.init_bias, name="gate")
+    head = GateHead(gates.tile(out_hw), self.stride, s.hidden, s.init_bias, s.pool, name="gate")
     return head(flat, dx, gates.mask_near(lead, flat.shape[1:3], flat.dtype))
 
   def _gated(self, gates: FrameGates, flat, kernel, post, lead) -> jax.Array:

@@ -37,7 +37,8 @@ COMPUTE, REUSE, SKIP = 0, 1, 2
 ACTIONS = {"compute": COMPUTE, "reuse": REUSE, "skip": SKIP}
 # SpVOSConfig fields that only training reads (the twin is for inference): not network arguments.
 TRAINING_FIELDS = ("target", "sparsity_weight", "sparsity_on", "entropy_weight", "entropy_ramp_steps",
-                   "dense_clip_probability", "gate_init_bias", "temperature", "buckets")
+                   "dense_clip_probability", "gate_init_bias", "temperature", "buckets", "distill_weight")
+POOLS = {"mean": ("mean",), "mean_max": ("mean", "max")}  # as jaxvos.nn.gated_conv.POOLS
 
 
 class FrameGates:
@@ -83,23 +84,25 @@ def tile_pool(x: torch.Tensor, window: tuple[int, int], how: str) -> torch.Tenso
 class GateHead(nn.Module):
   """x, dx [N c h w] and the previous mask [N 1 h w] -> logits [N 3 ht wt] (compute, reuse, skip)."""
 
-  def __init__(self, in_channels: int, hidden: int):
+  def __init__(self, in_channels: int, hidden: int, pool: str = "mean"):
     super().__init__()
+    self.pools = POOLS[pool]
     self.embed = nn.Linear(2 * in_channels, hidden)
-    self.logits = layers.conv(hidden + 1, 3, 3)
+    self.logits = layers.conv(hidden * len(self.pools) + 1, 3, 3)
 
   def forward(self, x: torch.Tensor, dx: torch.Tensor, mask: torch.Tensor, window: tuple[int, int]) -> torch.Tensor:
     embedded = F.relu(self.embed(torch.cat([x, dx], dim=1).permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
-    return self.logits(torch.cat([tile_pool(embedded, window, "mean"), tile_pool(mask, window, "max")], dim=1))
+    pooled = [tile_pool(embedded, window, how) for how in self.pools]
+    return self.logits(torch.cat([*pooled, tile_pool(mask, window, "max")], dim=1))
 
 
 class GatedConv2d(nn.Conv2d):
   """A 3x3 `nn.Conv2d` (padding 1) gated per output tile by the `FrameGates` its network sets on it for a call
   (`gates`; None: a plain convolution). `path` is the layer's jaxvos path, the key of its cache."""
 
-  def __init__(self, in_channels: int, out_channels: int, stride: int, bias: bool, hidden: int):
+  def __init__(self, in_channels: int, out_channels: int, stride: int, bias: bool, hidden: int, pool: str = "mean"):
     super().__init__(in_channels, out_channels, 3, stride=stride, padding=1, bias=bias)
-    self.gate = GateHead(in_channels, hidden)
+    self.gate = GateHead(in_channels, hidden, pool)
     self.gates: FrameGates | None = None
     self.path = ""
 
@@ -145,17 +148,20 @@ class SpVOS(stcn_lib.STCN):
   `encode_query` and `decode` take the part's `FrameGates` (None: plain dense STCN, no caches).
   """
 
-  def __init__(self, *, tile_pixels=(32, 96), gate_hidden: int = 8, refresh_every: int = 10,
-               force: str | None = None, compute_threshold: float | None = None, **stcn_arguments):
+  def __init__(self, *, tile_pixels=(32, 96), gate_hidden: int = 8, gate_pool: str = "mean", refresh_every: int = 10,
+               force: str | None = None, compute_threshold: float | None = None,
+               gated_parts=("encoder", "decoder"), **stcn_arguments):
     super().__init__(**stcn_arguments)
     if force is not None and force not in ACTIONS:
       raise ValueError(f"force must be one of {', '.join(ACTIONS)} or None, got {force!r}")
+    if gate_pool not in POOLS or not set(gated_parts) <= {"encoder", "decoder"}:
+      raise ValueError(f"gate_pool {gate_pool!r} / gated_parts {gated_parts!r}: not SpVOS's")
     self.tile_pixels, self.refresh_every, self.force = tuple(tile_pixels), refresh_every, force
-    self.compute_threshold = compute_threshold
+    self.compute_threshold, self.gated_parts = compute_threshold, tuple(gated_parts)
     stages = [getattr(self.key_encoder, name) for name in self.key_encoder.layer_names]
     decoder = [self.decoder.compress, self.decoder.up_16_8, self.decoder.up_8_4]
-    self._gated = {"encoder": _gate_convolutions(stages, gate_hidden), "decoder": _gate_convolutions(decoder,
-                                                                                                     gate_hidden)}
+    self._gated = {part: _gate_convolutions(parents, gate_hidden, gate_pool)
+                   for part, parents in (("encoder", stages), ("decoder", decoder))}
     for name, module in self.named_modules():
       if isinstance(module, GatedConv2d):
         module.path = jaxvos_path(name)
@@ -170,7 +176,7 @@ class SpVOS(stcn_lib.STCN):
       return super().decode(readout, query)
 
 
-def _gate_convolutions(parents: list[nn.Module], hidden: int) -> list[GatedConv2d]:
+def _gate_convolutions(parents: list[nn.Module], hidden: int, pool: str) -> list[GatedConv2d]:
   """Replaces every 3x3 `nn.Conv2d` below `parents` by a `GatedConv2d` of the same shape; returns them."""
   gated = []
   for parent in parents:
@@ -178,7 +184,7 @@ def _gate_convolutions(parents: list[nn.Module], hidden: int) -> list[GatedConv2
       for child_name, child in list(module.named_children()):
         if type(child) is nn.Conv2d and child.kernel_size == (3, 3):  # pylint: disable=unidiomatic-typecheck
           replacement = GatedConv2d(child.in_channels, child.out_channels, child.stride[0], child.bias is not None,
-                                    hidden)
+                                    hidden, pool)
           setattr(module, child_name, replacement)
           gated.append(replacement)
   return gated

@@ -9,8 +9,8 @@ State policy (jaxvos's at inference): frame t = 0 runs dense and fills the key e
 layer's input and output); the decoder does not run there, so it runs dense at t = 1. Every frame with
 t % `refresh_every` == 0 runs dense (encoder and decoder); so does the decoder on the frame after one where
 objects were annotated (its cached outputs lack them). Other frames take each gate's argmax (or the config's
-`force`d action). Each gated layer keeps its last input and output whatever it did; the gates also read the
-previous frame's soft masks. Memory reads and writes are STCN's, with the value encoder always dense.
+`force`d action); a part not in `gated_parts` runs dense on every frame. Each gated layer keeps its last input
+and output whatever it did; the gates also read the previous frame's soft masks. Memory reads and writes are STCN's, with the value encoder always dense.
 """
 
 import torch
@@ -61,8 +61,10 @@ class SpVOSProcessor(processor_lib.Processor):
   def _next_frame(self, frame, new_masks, new_valid) -> torch.Tensor:
     t = self.memory.num_frames
     refresh = t % self.network.refresh_every == 0
-    gates = {"encoder": self._frame_gates("encoder", frame.shape[1:], dense=refresh),
-             "decoder": self._frame_gates("decoder", frame.shape[1:], dense=refresh or t <= 1 or self.refresh)}
+    ungated = {part: part not in self.network.gated_parts for part in ("encoder", "decoder")}
+    gates = {"encoder": self._frame_gates("encoder", frame.shape[1:], dense=refresh or ungated["encoder"]),
+             "decoder": self._frame_gates("decoder", frame.shape[1:],
+                                          dense=refresh or t <= 1 or self.refresh or ungated["decoder"])}
     query = self.network.encode_query(frame[None], gates["encoder"])
     object_logits = self.network.decode(self._read(query)[None], query, gates["decoder"])[0]
     logits = self._merge_and_write(frame, query, object_logits, new_masks, new_valid)
