@@ -181,7 +181,7 @@ def test_train_command_end_to_end(tmp_path, capsys):
   status = cli_main.main([
       "train", "--config", SMOKE_CONFIG, "--workdir", str(workdir), "--devices", "1", *TEST_OVERRIDES,
       "--config.train.steps=2", "--config.val.every=2", "--config.val.synthetic_videos=2",
-      "--config.val.synthetic_hw=48,64", "--config.val.synthetic_frames=6"])
+      "--config.val.synthetic_hw=48,64", "--config.val.synthetic_frames=6", "--config.val.size=40"])
   out = capsys.readouterr().out
   assert status == 0, out
   assert "step 2/2" in out and "steps/s" in out and "ETA" in out and "validation at step 2: j_and_f" in out
@@ -197,11 +197,11 @@ def test_train_command_end_to_end(tmp_path, capsys):
   baseline = json.loads((workdir / "baseline.json").read_text())["copy_first_mask"]
   assert 0.0 < baseline["j_and_f"] <= 1.0
   assert json.loads((workdir / "config.json").read_text())["model"] == "stcn-tiny"
-  # The exports load as inference models with the test-time configuration (top-k 20).
-  from jaxvos.convert.io import load_model  # pylint: disable=g-import-not-at-top
+  # The exports load as inference models with the test-time configuration (top-k 20) and validation's size.
+  from jaxvos.convert.io import load_model, working_size  # pylint: disable=g-import-not-at-top
   for name in ("final", "best"):
     family, variables = load_model(workdir / "export" / name)
-    assert family.name == "stcn-tiny" and family.config.top_k == 20
+    assert family.name == "stcn-tiny" and family.config.top_k == 20 and working_size(workdir / "export" / name) == 40
   state = checkpoint_lib.Checkpointer(workdir, read_only=True).restore(Run().state(sharding.make_mesh(1)))
   assert_trees_equal(variables, sharding.host_copy(state.variables()))
 

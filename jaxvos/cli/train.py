@@ -357,7 +357,8 @@ def _validator(config: ml_collections.ConfigDict, eval_family):
 
 def export(workdir: str, config: ml_collections.ConfigDict, state=None, mesh=None) -> list[str]:
   """Writes `<workdir>/export/final` (`state`, or the latest checkpoint) and `export/best` (the best validation
-  checkpoint, if any) as model directories for `jaxvos segment --checkpoint`; returns the paths written.
+  checkpoint, if any) as model directories for `jaxvos segment --checkpoint`, with the size validation ran at as
+  their working size (none without validation); returns the paths written.
 
   Every process of a multi-process run calls it (restoring is collective); only process 0 writes.
   """
@@ -380,7 +381,8 @@ def export(workdir: str, config: ml_collections.ConfigDict, state=None, mesh=Non
       path = os.path.join(workdir, "export", name)
       step = int(sharding.host_copy(exported.step))
       checkpoint_lib.export_model(path, eval_family, sharding.host_copy(exported.variables()),
-                                  source=f"jaxvos train {os.path.abspath(workdir)} step {step}")
+                                  source=f"jaxvos train {os.path.abspath(workdir)} step {step}",
+                                  inference_size=None if config.val.source == "none" else config.val.size)
       written.append(f"{path} (step {step})")
   return written
 

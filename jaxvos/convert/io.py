@@ -8,7 +8,7 @@
 `config` is `dataclasses.asdict(family.config)`; loading rebuilds the family from it and checks every variable
 against the family's own variable tree, so a checkpoint never loads into a model it does not fit. An optional
 `"inference": {"size": N}` is the shorter side the model was trained to see (`working_size`): `segment` and
-`jaxvos.load` use it when no size is given.
+`jaxvos.load` use it when no size is given; `jaxvos train` records the size its validation ran at.
 
 The default model (`DEFAULT_MODEL`, `jaxvos/default/`) is such a directory shipped in the package: what
 `jaxvos segment` runs without --model or --checkpoint (how it was trained: its model.json and the README).
@@ -34,7 +34,7 @@ FORMAT = 1
 
 
 def save_model(path: str | os.PathLike, family: Any, variables: Any, *, source: str | None = None,
-               notes: Sequence[str] = ()) -> None:
+               notes: Sequence[str] = (), inference_size: int | None = None) -> None:
   """Writes `variables` of `family` as a checkpoint directory at `path`.
 
   Args:
@@ -43,6 +43,7 @@ def save_model(path: str | os.PathLike, family: Any, variables: Any, *, source: 
     variables: `{"params": ..., "batch_stats": ...}`, JAX or NumPy arrays.
     source: where the variables came from (e.g. the imported PyTorch file), recorded in model.json.
     notes: lines recorded in model.json (e.g. which keys an import dropped).
+    inference_size: the working size (`working_size`), recorded as `"inference": {"size": N}` when given.
   """
   path = os.fspath(path)
   if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
@@ -53,6 +54,8 @@ def save_model(path: str | os.PathLike, family: Any, variables: Any, *, source: 
              for key, value in flatten_variables(variables).items()}
   meta = {"format": FORMAT, "family": family.name, "config": families.config_dict(family),
           "jaxvos_version": jaxvos.__version__, "source": source, "notes": list(notes)}
+  if inference_size is not None:
+    meta["inference"] = {"size": int(inference_size)}
   from safetensors.numpy import save  # pylint: disable=g-import-not-at-top
   os.makedirs(path, exist_ok=True)
   # Written with open() rather than safetensors' save_file, which makes the file private to its owner.

@@ -217,14 +217,16 @@ def _read_run_variables(directory: str) -> dict[str, Any]:
   return restored.state
 
 
-def export_model(path: str, family: Any, variables: Any, *, source: str) -> None:
+def export_model(path: str, family: Any, variables: Any, *, source: str, inference_size: int | None = None
+                 ) -> None:
   """Writes variables as a `jaxvos convert` model directory at `path`, replacing an older export.
 
-  `family` is the one inference should run (e.g. STCN with its test-time top-k and memory policy).
+  `family` is the one inference should run (e.g. STCN with its test-time top-k and memory policy);
+  `inference_size` its working size (`jaxvos.convert.io.working_size`), if known.
   """
   from jaxvos.convert.io import save_model  # pylint: disable=g-import-not-at-top
   temporary = path + ".tmp"
   shutil.rmtree(temporary, ignore_errors=True)
-  save_model(temporary, family, variables, source=source)
+  save_model(temporary, family, variables, source=source, inference_size=inference_size)
   shutil.rmtree(path, ignore_errors=True)
   os.replace(temporary, path)
