@@ -6,7 +6,8 @@ frame per chunk) and prints, per gated layer, the fraction of its output compute
 and between sequences; session 21 found the 10-frame gates' fractions the same on nearly every frame of
 soccerball, blackswan and motorbike (`experiments/README.md`):
 
-    python experiments/spvos_decisions.py --checkpoint RUNS/spvos-gates-10f-cpu/export/final --sequence soccerball
+    python experiments/spvos_decisions.py --checkpoint RUNS/spvos-gates-10f-cpu/export/final --sequence soccerball \
+        --size 160
 """
 
 import argparse
@@ -24,7 +25,8 @@ from jaxvos.inference import Segmenter, engine  # noqa: E402  pylint: disable=g-
 
 def decisions(checkpoint: str, davis_root: str, resolution: str, sequence: str, frames: int, size: int
               ) -> list[dict[str, float]]:
-  """Per frame after the first: {layer path: fraction of its outputs computed}."""
+  """Per frame after the first (the first, annotated, frame has no aux outputs): {layer path: fraction of its
+  outputs computed}."""
   family, variables = io.load_model(checkpoint)
   segmenter = Segmenter(family, variables, size=size or io.working_size(checkpoint), chunk=1)
   stream = segmenter.stream([1])
@@ -43,7 +45,7 @@ def decisions(checkpoint: str, davis_root: str, resolution: str, sequence: str, 
   for t, name in enumerate(names):
     frame = np.array(Image.open(os.path.join(images, name)).convert("RGB"))
     stream(frame, (first > 0).astype(np.uint8) if t == 0 else None)
-  return recorded[1:]
+  return recorded
 
 
 def main() -> None:
