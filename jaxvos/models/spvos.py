@@ -65,6 +65,7 @@ class SpVOSConfig(STCNConfig):
   gate_hidden: int = 8
   gate_init_bias: float = 2.0
   gate_pool: str = "mean"               # "mean_max": a gate also sees its embedding's maximum over the tile
+  change_threshold: float | None = None  # compute wherever a layer's input changed by more (`changed_tiles`)
   temperature: float = 1.0
   buckets: tuple[float, ...] = DEFAULT_BUCKETS
   force: str | None = None              # "compute" / "reuse" / "skip" on every gated frame (tests, ablations)
@@ -74,7 +75,8 @@ class SpVOSConfig(STCNConfig):
   def gate_settings(self) -> GateSettings:
     return GateSettings(tile_pixels=self.tile_pixels, hidden=self.gate_hidden, init_bias=self.gate_init_bias,
                         temperature=self.temperature, buckets=self.buckets, force=self.force,
-                        compute_threshold=self.compute_threshold, pool=self.gate_pool)
+                        compute_threshold=self.compute_threshold, pool=self.gate_pool,
+                        change_threshold=self.change_threshold)
 
 
 class GatedKeyEncoder(nn.Module):

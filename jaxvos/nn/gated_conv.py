@@ -61,6 +61,7 @@ class GateSettings:
   force: str | None = None                 # "compute" / "reuse" / "skip": every gate's decision (tests, ablations)
   compute_threshold: float | None = None   # inference: compute where p(compute) >= this (None: argmax)
   pool: str = "mean"                       # the embedding over a tile: "mean", or "mean_max" (both, concatenated)
+  change_threshold: float | None = None    # compute every tile whose input changed by more (`changed_tiles`)
 
 
 @dataclasses.dataclass
@@ -230,36 +231,61 @@ class GatedConv(nn.Module):
     y_prev = prev["y"].reshape(-1, *prev["y"].shape[-3:])
     out_hw = y_prev.shape[1:3]
     tile = gates.tile(out_hw)
-    logits = self._head(gates, flat, flat - prev["x"].reshape(flat.shape), lead, out_hw)
+    x_prev = prev["x"].reshape(flat.shape)
+    dx = flat - x_prev
+    logits = self._head(gates, flat, dx, lead, out_hw)
     forced = gates.forced(lead)[:, None, None]
+    compute = forced  # [N 1 1] or [N ht wt]: must compute
+    guarded = gates.settings.change_threshold is not None
+    window = (tile[0] * self.stride, tile[1] * self.stride)  # a tile's input pixels
+    if guarded:
+      compute = forced | changed_tiles(flat, dx, window, self.kernel_size, gates.settings.change_threshold)
     probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
     entropy = -jnp.sum(probs * jnp.log(jnp.maximum(probs, 1e-12)), axis=-1)  # [N ht wt]
     decision = decide(jax.lax.stop_gradient(logits), gates.settings.compute_threshold)
-    would = sc.tiles_to_pixels(_override(jax.nn.one_hot(decision, 3), forced, None)[..., COMPUTE], tile, out_hw)
+    would = sc.tiles_to_pixels(_override(jax.nn.one_hot(decision, 3), compute, None)[..., COMPUTE], tile, out_hw)
     if gates.mode == "sample":
       onehot = straight_through_gumbel(logits, self.make_rng("sample"), gates.settings.temperature)
-      onehot = _override(onehot, forced, gates.settings.force)
+      onehot = _override(onehot, compute, gates.settings.force)
       weights = sc.tiles_to_pixels(onehot, tile, out_hw).astype(flat.dtype)
       dense = post(sc.dense_conv(flat, kernel, self.stride))
       y = weights[..., COMPUTE, None] * dense + weights[..., REUSE, None] * y_prev
+      reused = onehot[..., REUSE]
       computed = weights[..., COMPUTE].astype(jnp.float32)
       distill = _relative_error(y, jax.lax.stop_gradient(dense))
     else:
-      action = jnp.argmax(_override(jax.nn.one_hot(decision, 3), forced, gates.settings.force), -1)
+      action = jnp.argmax(_override(jax.nn.one_hot(decision, 3), compute, gates.settings.force), -1)
       pixels = sc.tiles_to_pixels(action, tile, out_hw)
       base = lambda: jnp.where(pixels[..., None] == REUSE, y_prev, jnp.zeros((), y_prev.dtype))  # noqa: E731
       y = sc.sparse_conv_tiles(flat, kernel, (action == COMPUTE).astype(jnp.float32), base, stride=self.stride,
                                tile=tile, buckets=gates.settings.buckets, post=post)
       computed = (pixels == COMPUTE).astype(jnp.float32)
       distill = None
+      reused = (action == REUSE).astype(flat.dtype)
+    x_cached = flat
+    if guarded:  # a reused tile keeps the input its output was computed from: slow changes add up to the threshold
+      x_cached = flat + sc.tiles_to_pixels(reused, window, flat.shape[1:3]).astype(flat.dtype)[..., None] * (
+          x_prev - flat)
     per_video = lambda v: v.reshape(lead[0], -1).mean(axis=1)  # noqa: E731
     fraction, gated = per_video(computed), 1.0 - per_video(forced.astype(jnp.float32))
     entropy = per_video(jnp.where(forced, 0.0, entropy))
     expected = per_video(jnp.where(forced, 1.0, sc.tiles_to_pixels(probs[..., COMPUTE], tile, out_hw)))
     distill = None if distill is None else per_video(jnp.where(forced[..., 0], 0.0, distill))
-    gates.record(self._path(), flat.reshape(*lead, *flat.shape[1:]), y.reshape(*lead, *y.shape[1:]),
+    gates.record(self._path(), x_cached.reshape(*lead, *flat.shape[1:]), y.reshape(*lead, *y.shape[1:]),
                  LayerStats(fraction, self._macs(flat, y, lead), gated, entropy, per_video(would), expected, distill))
     return y.reshape(*lead, *y.shape[1:])
+
+
+def changed_tiles(x: jax.Array, dx: jax.Array, window: tuple[int, int], kernel_size: int, threshold: float
+                  ) -> jax.Array:
+  """bool [N ht wt]: the tiles (`window` input pixels) of a k x k convolution with an input pixel within its
+  receptive field (the tile and a halo of k // 2 pixels) whose change |dx| (the L2 norm over channels) exceeds
+  `threshold` times the mean |x| over the item's pixels. A parameter-free guard: a gate computes wherever its
+  input changed, whatever it learnt (as skip-convolutions gate on the norm of the input's change)."""
+  change = jnp.linalg.norm(dx.astype(jnp.float32), axis=-1)
+  change = jax.lax.reduce_window(change, -jnp.inf, jax.lax.max, (1, kernel_size, kernel_size), (1, 1, 1), "SAME")
+  scale = jnp.mean(jnp.linalg.norm(x.astype(jnp.float32), axis=-1), axis=(1, 2), keepdims=True)
+  return _tile_pool(change[..., None] / jnp.maximum(scale[..., None], 1e-6), window, "max")[..., 0] > threshold
 
 
 def _relative_error(y: jax.Array, dense: jax.Array) -> jax.Array:
@@ -270,7 +296,8 @@ def _relative_error(y: jax.Array, dense: jax.Array) -> jax.Array:
 
 
 def _override(onehot: jax.Array, forced: jax.Array, force: str | None) -> jax.Array:
-  """Decisions [N ht wt 3] with `force` (a fixed action) applied, then `forced` [N 1 1] items set to compute."""
+  """Decisions [N ht wt 3] with `force` (a fixed action) applied, then `forced` ([N 1 1] items or [N ht wt]
+  tiles) set to compute."""
   if force is not None:
     onehot = jnp.broadcast_to(jax.nn.one_hot(ACTIONS[force], 3, dtype=onehot.dtype), onehot.shape)
   return jnp.where(forced[..., None], jax.nn.one_hot(COMPUTE, 3, dtype=onehot.dtype), onehot)

@@ -51,10 +51,10 @@ class FrameGates:
 
   def __init__(self, frame_hw: tuple[int, int], tile_pixels: tuple[int, int], *, dense: bool,
                caches: dict | None = None, masks: torch.Tensor | None = None, force: str | None = None,
-               compute_threshold: float | None = None):
+               compute_threshold: float | None = None, change_threshold: float | None = None):
     self.frame_hw, self.tile_pixels, self.dense = tuple(frame_hw), tuple(tile_pixels), dense
     self.caches, self.masks, self.force = caches, masks, force
-    self.compute_threshold = compute_threshold
+    self.compute_threshold, self.change_threshold = compute_threshold, change_threshold
     self.new_caches: dict[str, dict[str, torch.Tensor]] = {}
     self.actions: dict[str, torch.Tensor] = {}
 
@@ -117,15 +117,30 @@ class GatedConv2d(nn.Conv2d):
       action = torch.full((x.shape[0], -(-out_hw[0] // th), -(-out_hw[1] // tw)), COMPUTE, device=x.device)
     else:
       previous = gates.caches[self.path]
-      logits = self.gate(x, x - previous["x"], gates.mask_near(x.shape[0], x.shape[2:]),
-                         (th * self.stride[0], tw * self.stride[1]))
+      window = (th * self.stride[0], tw * self.stride[1])
+      dx = x - previous["x"]
+      logits = self.gate(x, dx, gates.mask_near(x.shape[0], x.shape[2:]), window)
       action = (decide(logits, gates.compute_threshold) if gates.force is None else
                 torch.full_like(logits[:, 0], ACTIONS[gates.force], dtype=torch.int64))
+      if gates.change_threshold is not None:
+        action = torch.where(changed_tiles(x, dx, window, gates.change_threshold), COMPUTE, action)
       pixels = action.repeat_interleave(th, dim=1).repeat_interleave(tw, dim=2)[:, None, :out_hw[0], :out_hw[1]]
       y = torch.where(pixels == COMPUTE, y, torch.where(pixels == REUSE, previous["y"], 0.0))
+      if gates.change_threshold is not None:  # a reused tile keeps the input its output was computed from
+        reused = action.repeat_interleave(window[0], dim=1).repeat_interleave(window[1], dim=2)[:, None, :x.shape[2],
+                                                                                                 :x.shape[3]]
+        x = torch.where(reused == REUSE, previous["x"], x)
     gates.new_caches[self.path] = {"x": x, "y": y}
     gates.actions[self.path] = action
     return y
+
+
+def changed_tiles(x: torch.Tensor, dx: torch.Tensor, window: tuple[int, int], threshold: float) -> torch.Tensor:
+  """bool [N ht wt]: tiles with an input pixel within their 3x3 receptive field (a one-pixel halo) whose change
+  exceeds `threshold` times the mean pixel norm, as `jaxvos.nn.gated_conv.changed_tiles`."""
+  change = F.max_pool2d(dx.float().norm(dim=1, keepdim=True), 3, stride=1, padding=1)
+  scale = x.float().norm(dim=1, keepdim=True).mean(dim=(2, 3), keepdim=True)
+  return tile_pool(change / scale.clamp_min(1e-6), window, "max")[:, 0] > threshold
 
 
 def decide(logits: torch.Tensor, compute_threshold: float | None) -> torch.Tensor:
@@ -150,7 +165,7 @@ class SpVOS(stcn_lib.STCN):
 
   def __init__(self, *, tile_pixels=(32, 96), gate_hidden: int = 8, gate_pool: str = "mean", refresh_every: int = 10,
                force: str | None = None, compute_threshold: float | None = None,
-               gated_parts=("encoder", "decoder"), **stcn_arguments):
+               change_threshold: float | None = None, gated_parts=("encoder", "decoder"), **stcn_arguments):
     super().__init__(**stcn_arguments)
     if force is not None and force not in ACTIONS:
       raise ValueError(f"force must be one of {', '.join(ACTIONS)} or None, got {force!r}")
@@ -158,6 +173,7 @@ class SpVOS(stcn_lib.STCN):
       raise ValueError(f"gate_pool {gate_pool!r} / gated_parts {gated_parts!r}: not SpVOS's")
     self.tile_pixels, self.refresh_every, self.force = tuple(tile_pixels), refresh_every, force
     self.compute_threshold, self.gated_parts = compute_threshold, tuple(gated_parts)
+    self.change_threshold = change_threshold
     stages = [getattr(self.key_encoder, name) for name in self.key_encoder.layer_names]
     decoder = [self.decoder.compress, self.decoder.up_16_8, self.decoder.up_8_4]
     self._gated = {part: _gate_convolutions(parents, gate_hidden, gate_pool)

@@ -42,7 +42,8 @@ class SpVOSProcessor(processor_lib.Processor):
 
   def _frame_gates(self, part: str, frame_hw, dense: bool) -> FrameGates:
     return FrameGates(frame_hw, self.network.tile_pixels, dense=dense, caches=self.caches[part], masks=self.masks,
-                      force=self.network.force, compute_threshold=self.network.compute_threshold)
+                      force=self.network.force, compute_threshold=self.network.compute_threshold,
+                      change_threshold=self.network.change_threshold)
 
   def _first_frame(self, frame, masks, valid) -> torch.Tensor:
     gates = self._frame_gates("encoder", frame.shape[1:], dense=True)
