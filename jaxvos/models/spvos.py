@@ -18,6 +18,14 @@ Per frame t (`FrameInfo.t`):
 - otherwise: gated; Gumbel straight-through samples in training (an rng was given), argmax and the sparse
   executor at inference.
 
+The change guard (`change_threshold`, off by default; not in the paper): every gated layer also computes each
+tile whose receptive field's input changed by more than the threshold times the mean pixel norm, measured
+against the input the tile's cached output was computed from (`jaxvos.nn.gated_conv.changed_tiles`). With
+`force="reuse"` the guard alone decides (compute where changed, reuse elsewhere), no learnt gate is read, and
+the dense refresh can be dropped (`refresh_every` large): reused outputs never drift past the threshold. On the
+trained tiny model that beat every trained gate (session 21, `experiments/README.md`;
+`experiments/spvos_guarded.py` makes such a checkpoint from a trained STCN).
+
 Mixed sparse training: at t = 1 each video of a training batch draws "dense clip" with probability
 `dense_clip_probability` (kept in the cache for the rest of the clip), so the shared weights stay valid dense
 and gated. The sparsity objective (`sparsity_terms`, the family's `loss_terms`) is

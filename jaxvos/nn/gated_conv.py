@@ -28,6 +28,10 @@ reaches the threshold and otherwise takes the likelier of reuse and skip, a knob
 (`experiments/calibrate_spvos_gates.py`). `force_dense` (the first frame, every K-th frame, dense clips of mixed
 training) makes every tile compute.
 
+`change_threshold` (`GateSettings`; `changed_tiles`) adds a parameter-free guard: a tile computes wherever its
+receptive field's input changed by more than the threshold, whatever the gate says, and a reused tile's cached
+input stays the one its output was computed from, so changes below the threshold add up until it computes.
+
 `FrameGates` is what one frame's gated layers share while a module method is traced (a Python object, never a
 pytree): the settings, the previous frame's per-layer caches `{path: {"x", "y"}}` and masks, and what the layers
 leave behind: the new caches and their statistics (executed fraction, dense MACs).
