@@ -1,6 +1,6 @@
 """A SpVOS checkpoint that reuses by the change guard alone, made from a trained dense STCN without training.
 
-With `force="reuse"` and `change_threshold` set, every gated 3x3 convolution computes the tiles whose receptive
+With `force="compute"` and `change_threshold` set, every gated 3x3 convolution computes the tiles whose receptive
 field's input changed by more than the threshold (times the mean pixel norm) since the input their output was
 computed from, and reuses the others: the dense model's weights, no learnt gate (their parameters stay at their
 initialisation and are not read). Session 21 (`experiments/README.md`) found this beats the trained gates.
@@ -35,7 +35,7 @@ def main() -> None:
   dense_path = io.default_model() if args.dense == "default" else args.dense
   dense_family, dense_variables = io.load_model(dense_path)
   name = dense_family.name.replace("stcn", "spvos")
-  family = registry.build(name, **{**registry.config_dict(dense_family), "force": "reuse",
+  family = registry.build(name, **{**registry.config_dict(dense_family), "force": "compute",
                                    "change_threshold": args.change_threshold, "refresh_every": args.refresh_every,
                                    "tile_pixels": tuple(int(v) for v in args.tile.split(","))})
   fresh = flatten_variables(jax.device_get(family.init(jax.random.key(0))))
@@ -43,7 +43,7 @@ def main() -> None:
                            graft.rules_for(dense_family.name, name), source_name=dense_path, model=name)
   io.save_model(args.out, family, unflatten_variables(grafted), inference_size=io.working_size(dense_path),
                 source=f"experiments/spvos_guarded.py from {os.path.abspath(dense_path)}",
-                notes=[f"change guard only: force=reuse, change_threshold={args.change_threshold}, tile "
+                notes=[f"change guard only: force=compute, change_threshold={args.change_threshold}, tile "
                        f"{args.tile}, refresh_every={args.refresh_every}; the gates' parameters are not read"])
   print(f"wrote {args.out} ({name}, working size {io.working_size(args.out)})")
 

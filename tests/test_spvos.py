@@ -271,11 +271,13 @@ def test_the_distillation_error_is_the_sampled_outputs_distance_to_the_convoluti
   assert gates.stats[ROOT].distill is None and float(gc.summarize(gates, "encoder", 0.58)["distill/encoder"][0]) == 0
 
 
-def test_the_change_guard_computes_the_tiles_whose_receptive_field_changed():
-  """Gates forced to reuse, guarded at 0.5: a tile computes where an input pixel within its receptive field (the
-  tile and a one-pixel halo) changed by more than half the mean pixel norm, and reuses elsewhere; a reused tile
-  keeps in the cache the input its output was computed from, so a change below the threshold is not forgotten."""
-  settings = gc.GateSettings(tile_pixels=(4, 6), force="reuse", change_threshold=0.5)
+@pytest.mark.parametrize("force", ["compute", "skip"])
+def test_the_change_guard_reuses_the_tiles_whose_receptive_field_did_not_change(force):
+  """Guarded at 0.5: a tile takes the gates' (here forced) action where an input pixel within its receptive field
+  (the tile and a one-pixel halo) changed by more than half the mean pixel norm, and reuses elsewhere; a reused
+  tile keeps in the cache the input its output was computed from, so a change below the threshold is not
+  forgotten."""
+  settings = gc.GateSettings(tile_pixels=(4, 6), force=force, change_threshold=0.5)
   r = np.random.RandomState(0)
   x_prev = r.randn(1, 12, 18, 8).astype(np.float32)  # tiles of 4 x 6 pixels: a 3 x 3 grid
   y_prev = jnp.asarray(r.randn(1, 12, 18, 6), jnp.float32)
@@ -290,16 +292,16 @@ def test_the_change_guard_computes_the_tiles_whose_receptive_field_changed():
       jax.random.key(0), jnp.asarray(x))
   y = np.asarray(layer.apply(variables, jnp.asarray(x)))
   conv = np.asarray(sc.dense_conv(jnp.asarray(x), variables["params"]["kernel"]) + variables["params"]["bias"])
-  computed = {(0, 0), (1, 0), (1, 1)}
+  changed = {(0, 0), (1, 0), (1, 1)}
   for i in range(3):
     for j in range(3):
       rows, cols = slice(4 * i, 4 * i + 4), slice(6 * j, 6 * j + 6)
-      want = conv if (i, j) in computed else np.asarray(y_prev)
+      want = ({"compute": conv, "skip": np.zeros_like(conv)}[force] if (i, j) in changed else np.asarray(y_prev))
       np.testing.assert_allclose(y[0, rows, cols], want[0, rows, cols], atol=1e-5, err_msg=f"tile {(i, j)}")
-  assert float(gates.stats[ROOT].fraction[0]) == pytest.approx(3 / 9)
+  assert float(gates.stats[ROOT].fraction[0]) == pytest.approx(3 / 9 if force == "compute" else 0.0)
   cached = np.asarray(gates.new_caches[ROOT]["x"])
   np.testing.assert_array_equal(cached[0, 9, 14], x_prev[0, 9, 14])  # reused: the input it was computed from
-  np.testing.assert_array_equal(cached[0, 5, 8], x[0, 5, 8])  # computed: this frame's input
+  np.testing.assert_array_equal(cached[0, 5, 8], x[0, 5, 8])  # not reused: this frame's input
   assert gc.changed_tiles(jnp.asarray(x), jnp.asarray(x - x_prev), (4, 6), 1, 0.5).sum() == 2  # no halo: 1 x 1
 
 

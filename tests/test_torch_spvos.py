@@ -64,7 +64,7 @@ def jax_clip(family, variables, frames: np.ndarray) -> tuple[list[np.ndarray], l
 @pytest.mark.parametrize("name,config", [("spvos-tiny", {}), ("spvos", {}),
                                          ("spvos-tiny", {"compute_threshold": 0.4}),
                                          ("spvos-tiny", {"gate_pool": "mean_max", "gated_parts": ("encoder",)}),
-                                         ("spvos-tiny", {"change_threshold": 1.5})])
+                                         ("spvos-tiny", {"change_threshold": 0.6})])
 def test_twin_streams_the_probabilities_and_gate_decisions_of_jaxvos(tmp_path, name, config):
   family = registry.build(name, **config)
   variables = family_clip.random_variables(family)

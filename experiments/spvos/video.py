@@ -71,8 +71,10 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c.train_model.sparsity_on = "sample"  # the paper's; "expected" / "argmax": jaxvos.models.spvos.sparsity_terms
   c.train_model.entropy_weight = 0.1
   c.train_model.distill_weight = 0.0  # the gated layers' output error (jaxvos.models.spvos.sparsity_terms)
-  c.train_model.gate_pool = "mean"  # "mean_max": gates also see their embedding's maximum over a tile
-  c.train_model.change_threshold = config_dict.placeholder(float)  # the change guard (jaxvos.models.spvos)
+  # the gates' shape and the change guard: the model trained, validated and exported alike
+  c.model_overrides.tile_pixels = (32, 96)
+  c.model_overrides.gate_pool = "mean"  # "mean_max": gates also see their embedding's maximum over a tile
+  c.model_overrides.change_threshold = config_dict.placeholder(float)  # the change guard (jaxvos.models.spvos)
   c.eval_model.top_k = 20
   steps = 2000 if cpu else 50_000
   c.data.gaps = (1, 2, 3) if cpu else (1, 2, 3, 5)

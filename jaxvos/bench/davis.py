@@ -138,8 +138,9 @@ def _label(path: str) -> str:
 
 
 def _forced_dense(model: _Model, path: str) -> _Model:
-  """The same weights with every gate forced to compute."""
-  return dataclasses.replace(_with_field(model, path, "force=compute"), label=f"{model.label} forced dense")
+  """The same weights with every gate forced to compute (and no change guard, which would reuse)."""
+  family = family_with_field(path, "force=compute", "change_threshold=null")
+  return _Model(f"{model.label} forced dense", family, model.variables)
 
 
 def _with_field(model: _Model, path: str, item: str) -> _Model | None:
@@ -175,21 +176,22 @@ def parse_field(item: str) -> tuple[str, Any]:
     return field, text
 
 
-def family_with_field(path: str, item: str):
-  """The family of checkpoint `path` with the config field `item` ("a.b=value", a dotted path) changed; None
-  when its config has no such field."""
+def family_with_field(path: str, *items: str):
+  """The family of checkpoint `path` with the config fields `items` ("a.b=value", a dotted path) changed; None
+  when its config lacks one of them."""
   from jaxvos.convert import families, io  # pylint: disable=g-import-not-at-top
-  field, value = parse_field(item)
   meta = io.read_meta(path)
   # the family's whole config: fields added since the checkpoint was written take their defaults
   config = families.config_dict(families.build(meta["family"], meta["config"]))
-  *parents, leaf = field.split(".")
-  node = config
-  for name in parents:
-    node = node.get(name) if isinstance(node, dict) else None
-  if not isinstance(node, dict) or leaf not in node:
-    return None
-  node[leaf] = value
+  for item in items:
+    field, value = parse_field(item)
+    *parents, leaf = field.split(".")
+    node = config
+    for name in parents:
+      node = node.get(name) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or leaf not in node:
+      return None
+    node[leaf] = value
   return families.build(meta["family"], config)
 
 

@@ -18,12 +18,12 @@ Per frame t (`FrameInfo.t`):
 - otherwise: gated; Gumbel straight-through samples in training (an rng was given), argmax and the sparse
   executor at inference.
 
-The change guard (`change_threshold`, off by default; not in the paper): every gated layer also computes each
-tile whose receptive field's input changed by more than the threshold times the mean pixel norm, measured
-against the input the tile's cached output was computed from (`jaxvos.nn.gated_conv.changed_tiles`). With
-`force="reuse"` the guard alone decides (compute where changed, reuse elsewhere), no learnt gate is read, and
-the dense refresh can be dropped (`refresh_every` large): reused outputs never drift past the threshold. On the
-trained tiny model that beat every trained gate (session 21, `experiments/README.md`;
+The change guard (`change_threshold`, off by default; not in the paper): in every gated layer a tile whose
+receptive field's input changed by at most the threshold times the mean pixel norm, measured against the input
+its cached output was computed from (`jaxvos.nn.gated_conv.changed_tiles`), reuses that output; the gates decide
+the tiles that changed. With `force="compute"` the guard alone decides (compute where changed, reuse elsewhere),
+no learnt gate is read, and the dense refresh can be dropped (`refresh_every` large): reused outputs never drift
+past the threshold. On the trained tiny model that beat every trained gate (session 21, `experiments/README.md`;
 `experiments/spvos_guarded.py` makes such a checkpoint from a trained STCN).
 
 Mixed sparse training: at t = 1 each video of a training batch draws "dense clip" with probability
@@ -73,7 +73,7 @@ class SpVOSConfig(STCNConfig):
   gate_hidden: int = 8
   gate_init_bias: float = 2.0
   gate_pool: str = "mean"               # "mean_max": a gate also sees its embedding's maximum over the tile
-  change_threshold: float | None = None  # compute wherever a layer's input changed by more (`changed_tiles`)
+  change_threshold: float | None = None  # reuse where a layer's input changed by less (`changed_tiles`)
   temperature: float = 1.0
   buckets: tuple[float, ...] = DEFAULT_BUCKETS
   force: str | None = None              # "compute" / "reuse" / "skip" on every gated frame (tests, ablations)

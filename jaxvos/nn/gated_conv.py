@@ -28,9 +28,11 @@ reaches the threshold and otherwise takes the likelier of reuse and skip, a knob
 (`experiments/calibrate_spvos_gates.py`). `force_dense` (the first frame, every K-th frame, dense clips of mixed
 training) makes every tile compute.
 
-`change_threshold` (`GateSettings`; `changed_tiles`) adds a parameter-free guard: a tile computes wherever its
-receptive field's input changed by more than the threshold, whatever the gate says, and a reused tile's cached
-input stays the one its output was computed from, so changes below the threshold add up until it computes.
+`change_threshold` (`GateSettings`; `changed_tiles`) adds a parameter-free guard: a tile whose receptive field's
+input did not change by more than the threshold reuses its output (exact up to the threshold), and the gate (or
+`force`) decides only the tiles that changed; a reused tile's cached input stays the one its output was computed
+from, so changes below the threshold add up until the gate is asked. `force="compute"` with the guard: compute
+where the input changed, reuse elsewhere, no learnt gate read.
 
 `FrameGates` is what one frame's gated layers share while a module method is traced (a Python object, never a
 pytree): the settings, the previous frame's per-layer caches `{path: {"x", "y"}}` and masks, and what the layers
@@ -65,7 +67,7 @@ class GateSettings:
   force: str | None = None                 # "compute" / "reuse" / "skip": every gate's decision (tests, ablations)
   compute_threshold: float | None = None   # inference: compute where p(compute) >= this (None: argmax)
   pool: str = "mean"                       # the embedding over a tile: "mean", or "mean_max" (both, concatenated)
-  change_threshold: float | None = None    # compute every tile whose input changed by more (`changed_tiles`)
+  change_threshold: float | None = None    # reuse every tile whose input changed by less (`changed_tiles`)
 
 
 @dataclasses.dataclass
@@ -239,18 +241,18 @@ class GatedConv(nn.Module):
     dx = flat - x_prev
     logits = self._head(gates, flat, dx, lead, out_hw)
     forced = gates.forced(lead)[:, None, None]
-    compute = forced  # [N 1 1] or [N ht wt]: must compute
     guarded = gates.settings.change_threshold is not None
     window = (tile[0] * self.stride, tile[1] * self.stride)  # a tile's input pixels
-    if guarded:
-      compute = forced | changed_tiles(flat, dx, window, self.kernel_size, gates.settings.change_threshold)
+    unchanged = None if not guarded else ~changed_tiles(flat, dx, window, self.kernel_size,
+                                                        gates.settings.change_threshold)
     probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
     entropy = -jnp.sum(probs * jnp.log(jnp.maximum(probs, 1e-12)), axis=-1)  # [N ht wt]
     decision = decide(jax.lax.stop_gradient(logits), gates.settings.compute_threshold)
-    would = sc.tiles_to_pixels(_override(jax.nn.one_hot(decision, 3), compute, None)[..., COMPUTE], tile, out_hw)
+    would = sc.tiles_to_pixels(_override(jax.nn.one_hot(decision, 3), forced, None, unchanged)[..., COMPUTE], tile,
+                               out_hw)
     if gates.mode == "sample":
       onehot = straight_through_gumbel(logits, self.make_rng("sample"), gates.settings.temperature)
-      onehot = _override(onehot, compute, gates.settings.force)
+      onehot = _override(onehot, forced, gates.settings.force, unchanged)
       weights = sc.tiles_to_pixels(onehot, tile, out_hw).astype(flat.dtype)
       dense = post(sc.dense_conv(flat, kernel, self.stride))
       y = weights[..., COMPUTE, None] * dense + weights[..., REUSE, None] * y_prev
@@ -258,7 +260,7 @@ class GatedConv(nn.Module):
       computed = weights[..., COMPUTE].astype(jnp.float32)
       distill = _relative_error(y, jax.lax.stop_gradient(dense))
     else:
-      action = jnp.argmax(_override(jax.nn.one_hot(decision, 3), compute, gates.settings.force), -1)
+      action = jnp.argmax(_override(jax.nn.one_hot(decision, 3), forced, gates.settings.force, unchanged), -1)
       pixels = sc.tiles_to_pixels(action, tile, out_hw)
       base = lambda: jnp.where(pixels[..., None] == REUSE, y_prev, jnp.zeros((), y_prev.dtype))  # noqa: E731
       y = sc.sparse_conv_tiles(flat, kernel, (action == COMPUTE).astype(jnp.float32), base, stride=self.stride,
@@ -284,8 +286,8 @@ def changed_tiles(x: jax.Array, dx: jax.Array, window: tuple[int, int], kernel_s
                   ) -> jax.Array:
   """bool [N ht wt]: the tiles (`window` input pixels) of a k x k convolution with an input pixel within its
   receptive field (the tile and a halo of k // 2 pixels) whose change |dx| (the L2 norm over channels) exceeds
-  `threshold` times the mean |x| over the item's pixels. A parameter-free guard: a gate computes wherever its
-  input changed, whatever it learnt (as skip-convolutions gate on the norm of the input's change)."""
+  `threshold` times the mean |x| over the item's pixels (as skip-convolutions gate on the norm of the input's
+  change); the other tiles' outputs may be reused."""
   change = jnp.linalg.norm(dx.astype(jnp.float32), axis=-1)
   change = jax.lax.reduce_window(change, -jnp.inf, jax.lax.max, (1, kernel_size, kernel_size), (1, 1, 1), "SAME")
   scale = jnp.mean(jnp.linalg.norm(x.astype(jnp.float32), axis=-1), axis=(1, 2), keepdims=True)
@@ -299,11 +301,14 @@ def _relative_error(y: jax.Array, dense: jax.Array) -> jax.Array:
   return (squares(y - dense) / jnp.maximum(squares(dense), 1e-6))[:, None]
 
 
-def _override(onehot: jax.Array, forced: jax.Array, force: str | None) -> jax.Array:
-  """Decisions [N ht wt 3] with `force` (a fixed action) applied, then `forced` ([N 1 1] items or [N ht wt]
-  tiles) set to compute."""
+def _override(onehot: jax.Array, forced: jax.Array, force: str | None, unchanged: jax.Array | None = None
+              ) -> jax.Array:
+  """Decisions [N ht wt 3] with `force` (a fixed action) applied, the `unchanged` tiles [N ht wt] (the change
+  guard) set to reuse, then the `forced` items [N 1 1] (dense frames) set to compute."""
   if force is not None:
     onehot = jnp.broadcast_to(jax.nn.one_hot(ACTIONS[force], 3, dtype=onehot.dtype), onehot.shape)
+  if unchanged is not None:
+    onehot = jnp.where(unchanged[..., None], jax.nn.one_hot(REUSE, 3, dtype=onehot.dtype), onehot)
   return jnp.where(forced[..., None], jax.nn.one_hot(COMPUTE, 3, dtype=onehot.dtype), onehot)
 
 

@@ -123,7 +123,7 @@ class GatedConv2d(nn.Conv2d):
       action = (decide(logits, gates.compute_threshold) if gates.force is None else
                 torch.full_like(logits[:, 0], ACTIONS[gates.force], dtype=torch.int64))
       if gates.change_threshold is not None:
-        action = torch.where(changed_tiles(x, dx, window, gates.change_threshold), COMPUTE, action)
+        action = torch.where(changed_tiles(x, dx, window, gates.change_threshold), action, REUSE)
       pixels = action.repeat_interleave(th, dim=1).repeat_interleave(tw, dim=2)[:, None, :out_hw[0], :out_hw[1]]
       y = torch.where(pixels == COMPUTE, y, torch.where(pixels == REUSE, previous["y"], 0.0))
       if gates.change_threshold is not None:  # a reused tile keeps the input its output was computed from
@@ -137,7 +137,7 @@ class GatedConv2d(nn.Conv2d):
 
 def changed_tiles(x: torch.Tensor, dx: torch.Tensor, window: tuple[int, int], threshold: float) -> torch.Tensor:
   """bool [N ht wt]: tiles with an input pixel within their 3x3 receptive field (a one-pixel halo) whose change
-  exceeds `threshold` times the mean pixel norm, as `jaxvos.nn.gated_conv.changed_tiles`."""
+  exceeds `threshold` times the mean pixel norm, as `jaxvos.nn.gated_conv.changed_tiles`; the others reuse."""
   change = F.max_pool2d(dx.float().norm(dim=1, keepdim=True), 3, stride=1, padding=1)
   scale = x.float().norm(dim=1, keepdim=True).mean(dim=(2, 3), keepdim=True)
   return tile_pool(change / scale.clamp_min(1e-6), window, "max")[:, 0] > threshold
