@@ -47,7 +47,15 @@ Result: the dense twin is the default model to the digit; the gated model execut
 frames at 160 but scores 0.289 held-out (dense 0.577) and 0.537 on val (0.667); 750 more steps on 6-frame clips
 (`--config.data.num_frames=6`, `init_from` this run) give 0.380 and 0.588 at 0.60 of the MACs.
 
-Results: `experiments/README.md` (the SpVOS sections; the 2-core CPU, sessions 6-10).
+Session 21: `--config.train_model.distill_weight=0.3` (each gated layer's output error against its convolution
+in the loss), otherwise as the 6-frame run above from the gates-alone run: see `experiments/README.md`
+(session 21). The change guard (`--config.model_overrides.change_threshold=0.4
+--config.model_overrides.tile_pixels=16,16`, unchanged tiles reuse, the gates decide the changed ones), gates
+alone from the default model on 6-frame clips (`--workdir RUNS/spvos-guard-gates-cpu`, 750 steps): not yet run
+to the end at the time of writing; the guard alone, untrained (`experiments/spvos_guarded.py`), is within 0.003
+J&F of the dense model at 0.64 (held-out) / 0.81 (val) of the MACs.
+
+Results: `experiments/README.md` (the SpVOS sections; the 2-core CPU, sessions 6-21).
 """
 
 import ml_collections
