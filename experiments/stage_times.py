@@ -121,7 +121,7 @@ def build_models(args) -> dict:
   if args.checkpoints:
     for path in args.checkpoints.split(","):
       path = io.DEFAULT_MODEL if path == "default" else path
-      label = "default" if path == io.DEFAULT_MODEL else os.path.basename(os.path.dirname(os.path.dirname(path)))
+      label = bench_davis.label(path)
       family, variables = io.load_model(path)
       models[label] = family, variables
       for item in items:

@@ -97,7 +97,7 @@ def run(args) -> int:
   size = args.size or io.working_size(paths[0])
   models = []
   for path in paths:
-    loaded = _Model(_label(path), *io.load_model(path))
+    loaded = _Model(label(path), *io.load_model(path))
     models.append(loaded)
     if args.dense_twins and "force" in io.read_meta(path)["config"]:
       models.append(_forced_dense(loaded, path))
@@ -129,7 +129,8 @@ def run(args) -> int:
   return 0
 
 
-def _label(path: str) -> str:
+def label(path: str) -> str:
+  """A checkpoint's short name: `default`, `<run>/export/<name>`, or the directory's name."""
   from jaxvos.convert import io  # pylint: disable=g-import-not-at-top
   if os.path.realpath(path) == os.path.realpath(io.DEFAULT_MODEL):
     return "default"
@@ -322,10 +323,10 @@ def plot(results: dict, path: str) -> None:
     x, y, radius = to_x(r["fps"]), to_y(r["j_and_f"]), max(3.0, 30 * math.sqrt(r["gmac_executed"] / largest))
     draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=family_colour(r["family"]),
                  outline="black")
-    label = f"{r['model']} ({r['j_and_f']:.3f})"
-    width = draw.textlength(label)
+    text = f"{r['model']} ({r['j_and_f']:.3f})"
+    width = draw.textlength(text)
     fits_right = x + radius + 4 + width <= w - 4
-    draw.text((x + radius + 4 if fits_right else x - radius - 4 - width, y - 6), label, fill="black")
+    draw.text((x + radius + 4 if fits_right else x - radius - 4 - width, y - 6), text, fill="black")
   picture.save(path)
 
 
