@@ -20,7 +20,7 @@ import jax
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from jaxvos.convert import graft, io  # noqa: E402  pylint: disable=g-import-not-at-top
-from jaxvos.convert.rules import flatten_variables, unflatten_variables  # noqa: E402  pylint: disable=g-import-not-at-top
+from jaxvos.convert import rules  # noqa: E402  pylint: disable=g-import-not-at-top
 from jaxvos.models import registry  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
@@ -38,10 +38,10 @@ def main() -> None:
   family = registry.build(name, **{**registry.config_dict(dense_family), "force": "compute",
                                    "change_threshold": args.change_threshold, "refresh_every": args.refresh_every,
                                    "tile_pixels": tuple(int(v) for v in args.tile.split(","))})
-  fresh = flatten_variables(jax.device_get(family.init(jax.random.key(0))))
-  grafted, _ = graft.graft(flatten_variables(jax.device_get(dense_variables)), fresh,
+  fresh = rules.flatten_variables(jax.device_get(family.init(jax.random.key(0))))
+  grafted, _ = graft.graft(rules.flatten_variables(jax.device_get(dense_variables)), fresh,
                            graft.rules_for(dense_family.name, name), source_name=dense_path, model=name)
-  io.save_model(args.out, family, unflatten_variables(grafted), inference_size=io.working_size(dense_path),
+  io.save_model(args.out, family, rules.unflatten_variables(grafted), inference_size=io.working_size(dense_path),
                 source=f"experiments/spvos_guarded.py from {os.path.abspath(dense_path)}",
                 notes=[f"change guard only: force=compute, change_threshold={args.change_threshold}, tile "
                        f"{args.tile}, refresh_every={args.refresh_every}; the gates' parameters are not read"])

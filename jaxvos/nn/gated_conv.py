@@ -22,11 +22,11 @@ mask near the tile (max over the tile's footprint; per object in the decoder, al
 convolution over the tile grid -> 3 logits (compute / reuse / skip), initialised near `init_bias` for compute and
 0 for the others (a grafted dense model starts mostly dense). Training (`mode="sample"`): Gumbel-softmax with a
 straight-through hard one-hot (rng stream `sample`), the convolution computed densely and mixed by the one-hot;
-inference (`"argmax"`): argmax, executed sparsely. A sampled gate computes with its probability, an argmax gate wherever compute is the likeliest
-action (at 0.45 against 0.3 and 0.25, always): `compute_threshold` instead computes where compute's probability
-reaches the threshold and otherwise takes the likelier of reuse and skip, a knob calibrated after training
-(`experiments/calibrate_spvos_gates.py`). `force_dense` (the first frame, every K-th frame, dense clips of mixed
-training) makes every tile compute.
+inference (`"argmax"`): argmax, executed sparsely. A sampled gate computes with its probability, an argmax gate
+wherever compute is the likeliest action (at 0.45 against 0.3 and 0.25, always): `compute_threshold` instead
+computes where compute's probability reaches the threshold and otherwise takes the likelier of reuse and skip, a
+knob calibrated after training (`experiments/calibrate_spvos_gates.py`). `force_dense` (the first frame, every
+K-th frame, dense clips of mixed training) makes every tile compute.
 
 `change_threshold` (`GateSettings`; `changed_tiles`) adds a parameter-free guard: a tile whose receptive field's
 input did not change by more than the threshold reuses its output (exact up to the threshold), and the gate (or

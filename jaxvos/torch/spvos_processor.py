@@ -9,8 +9,10 @@ State policy (jaxvos's at inference): frame t = 0 runs dense and fills the key e
 layer's input and output); the decoder does not run there, so it runs dense at t = 1. Every frame with
 t % `refresh_every` == 0 runs dense (encoder and decoder); so does the decoder on the frame after one where
 objects were annotated (its cached outputs lack them). Other frames take each gate's argmax (or the config's
-`force`d action); a part not in `gated_parts` runs dense on every frame. Each gated layer keeps its last input
-and output whatever it did; the gates also read the previous frame's soft masks. Memory reads and writes are STCN's, with the value encoder always dense.
+`force`d action); a part not in `gated_parts` runs dense on every frame; with `change_threshold` the tiles whose
+input did not change reuse. Each gated layer keeps its last input and output whatever it did (with the guard, a
+reused tile keeps the input its output was computed from); the gates also read the previous frame's soft masks.
+Memory reads and writes are STCN's, with the value encoder always dense.
 """
 
 import torch
