@@ -239,7 +239,10 @@ class GatedConv(nn.Module):
     tile = gates.tile(out_hw)
     x_prev = prev["x"].reshape(flat.shape)
     dx = flat - x_prev
-    logits = self._head(gates, flat, dx, lead, out_hw)
+    if gates.settings.force is None:
+      logits = self._head(gates, flat, dx, lead, out_hw)
+    else:  # a forced decision reads no gate: its head is not run (its statistics are those of uniform logits)
+      logits = jnp.zeros((flat.shape[0], *(-(-size // t) for size, t in zip(out_hw, tile)), 3), jnp.float32)
     forced = gates.forced(lead)[:, None, None]
     guarded = gates.settings.change_threshold is not None
     window = (tile[0] * self.stride, tile[1] * self.stride)  # a tile's input pixels
