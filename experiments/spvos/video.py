@@ -5,9 +5,9 @@ this file sets SpVOS's stage on top of it):
 
 - `cpu` (default): `spvos-tiny` from the default model (`jaxvos/default/`: the trained `stcn-tiny`, grafted 1:1,
   the gates at their initialisation; sessions 6-11 ran from the static -> video one, the default until session
-  16), 3-frame 128x128 clips of the 27 DAVIS 2016 training sequences with frame gaps 1-3, batch 4, 2000 steps of AdamW at 1e-4; validated on
-  the held-out dog-agility, motorbike and soccerball at the default model's working size, a shorter side of 160
-  (argmax gates through the sparse executor).
+  16), 3-frame 128x128 clips of the 27 DAVIS 2016 training sequences with frame gaps 1-3, batch 4, 2000 steps of
+  AdamW at 1e-4; validated on the held-out dog-agility, motorbike and soccerball at the default model's working
+  size, a shorter side of 160 (argmax gates through the sparse executor).
 
     python -m jaxvos train --config experiments/spvos/video.py --workdir /tmp/jaxvos-runs/spvos-davis-cpu
 
@@ -22,9 +22,9 @@ and gated), and the loss adds `lambda * sum_l w_l (rho_l - rho*)^2` (rho* = 0.58
 saved; `jaxvos.models.spvos.sparsity_terms`) and `mu * sum_l w_l H_l`, the gates' mean entropy (mu = 0.1, ramped
 up over the first quarter of the steps): without it the sampled gates of training executed 0.64 of the MACs
 while inference's argmax of the same gates computed 0.97 (session 6, `experiments/README.md`); decisive gates
-make the two agree, so the sparsity the objective trains is the one inference gets. Afterwards compare the sparse model with its dense twin on the
-held-out sequences: J&F (`jaxvos segment` + `jaxvos evaluate`), MACs (`jaxvos bench flops`) and wall-clock per
-frame (`jaxvos bench segment --model spvos-tiny --against stcn-tiny`).
+make the two agree, so the sparsity the objective trains is the one inference gets. Afterwards compare the sparse
+model with its dense twin on the held-out sequences: J&F, MACs and wall-clock per frame side by side (`jaxvos
+bench davis --checkpoints RUN/export/final,default --dense-twins ...`).
 
 `--config.train_model.sparsity_on=argmax` puts the objective on the argmax decisions (what inference executes)
 instead of the samples (session 9: the gated layers then executed 0.51 of their MACs at inference, at 0.29 J&F
