@@ -20,7 +20,7 @@ from PIL import Image
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from jaxvos.convert import io  # noqa: E402  pylint: disable=g-import-not-at-top
-from jaxvos.inference import Segmenter, engine  # noqa: E402  pylint: disable=g-import-not-at-top
+from jaxvos.inference import Segmenter  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
 def decisions(checkpoint: str, davis_root: str, resolution: str, sequence: str, frames: int, size: int

@@ -232,10 +232,11 @@ def test_mixed_sparse_training_runs_whole_clips_dense():
 ROOT = ""  # the cache key of a GatedConv applied on its own: a root module's path is empty
 
 
-def _gated_layer(mode, force=None, stride=1):
+def _gated_layer(mode, force=None, stride=1, distill=False):
   """A GatedConv (8 -> 6 channels) on x [2 12 18 8] of a frame 12*stride x 18*stride, with a previous frame:
   (apply(variables, x, rngs) -> (y, gates), variables, x, y_prev)."""
-  settings = gc.GateSettings(tile_pixels=(4 * stride, 6 * stride), force=force, buckets=(0.25, 0.5))
+  settings = gc.GateSettings(tile_pixels=(4 * stride, 6 * stride), force=force, buckets=(0.25, 0.5),
+                             distill=distill)
   r = np.random.RandomState(0)
   x, x_prev = (jnp.asarray(r.randn(2, 12, 18, 8), jnp.float32) for _ in range(2))
   out_hw = sc.conv_output_hw((12, 18), 3, stride)
@@ -253,19 +254,20 @@ def _gated_layer(mode, force=None, stride=1):
 
 def test_the_distillation_error_is_the_sampled_outputs_distance_to_the_convolution():
   """e_l = |y - conv(x)|^2 / |conv(x)|^2 per video: 0 computing, 1 skipping, the previous output's distance
-  reusing (computed here in NumPy); its gradient reaches the gate's logits (straight-through), and inference's
-  argmax layers report none."""
+  reusing (computed here in NumPy); its gradient reaches the gate's logits (straight-through); training without
+  the term and inference's argmax layers report none."""
   rngs = {"sample": jax.random.key(1)}
   for force in ("compute", "reuse", "skip"):
-    apply, variables, x, y_prev = _gated_layer("sample", force)
+    apply, variables, x, y_prev = _gated_layer("sample", force, distill=True)
     _, gates = apply(variables, x, rngs)
     conv = np.asarray(sc.dense_conv(x, variables["params"]["kernel"]) + variables["params"]["bias"])
     y = {"compute": conv, "reuse": np.asarray(y_prev), "skip": np.zeros_like(conv)}[force]
     want = ((y - conv) ** 2).sum(axis=(1, 2, 3)) / (conv ** 2).sum(axis=(1, 2, 3))
     np.testing.assert_allclose(gates.stats[ROOT].distill, want, rtol=1e-5)
-  apply, variables, x, _ = _gated_layer("sample")
+  apply, variables, x, _ = _gated_layer("sample", distill=True)
   grads = jax.grad(lambda v: apply(v, x, rngs)[1].stats[ROOT].distill.sum())(variables)
   assert float(jnp.abs(grads["params"]["gate"]["logits"]["bias"]).sum()) > 0
+  assert _gated_layer("sample")[0](variables, x, rngs)[1].stats[ROOT].distill is None  # off: not computed
   apply, variables, x, _ = _gated_layer("argmax")
   gates = apply(variables, x)[1]
   assert gates.stats[ROOT].distill is None and float(gc.summarize(gates, "encoder", 0.58)["distill/encoder"][0]) == 0

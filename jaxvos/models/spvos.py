@@ -84,7 +84,7 @@ class SpVOSConfig(STCNConfig):
     return GateSettings(tile_pixels=self.tile_pixels, hidden=self.gate_hidden, init_bias=self.gate_init_bias,
                         temperature=self.temperature, buckets=self.buckets, force=self.force,
                         compute_threshold=self.compute_threshold, pool=self.gate_pool,
-                        change_threshold=self.change_threshold)
+                        change_threshold=self.change_threshold, distill=self.distill_weight > 0)
 
 
 class GatedKeyEncoder(nn.Module):

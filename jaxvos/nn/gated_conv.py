@@ -68,6 +68,7 @@ class GateSettings:
   compute_threshold: float | None = None   # inference: compute where p(compute) >= this (None: argmax)
   pool: str = "mean"                       # the embedding over a tile: "mean", or "mean_max" (both, concatenated)
   change_threshold: float | None = None    # reuse every tile whose input changed by less (`changed_tiles`)
+  distill: bool = False                    # training: record each layer's output error (`LayerStats.distill`)
 
 
 @dataclasses.dataclass
@@ -78,7 +79,7 @@ class LayerStats:
   entropy: jax.Array          # float32 [b] mean entropy of the gates' distributions (0 where dense)
   argmax_fraction: jax.Array  # float32 [b] output pixels the argmax would compute (= fraction at inference)
   expected: jax.Array         # float32 [b] mean probability of `compute` over the output pixels (1 where dense)
-  distill: jax.Array | None = None  # float32 [b] |y - y_dense|^2 / |y_dense|^2 in training (sampled gates)
+  distill: jax.Array | None = None  # float32 [b] |y - y_dense|^2 / |y_dense|^2 (sampled gates, `GateSettings.distill`)
 
 
 class FrameGates:
@@ -261,7 +262,7 @@ class GatedConv(nn.Module):
       y = weights[..., COMPUTE, None] * dense + weights[..., REUSE, None] * y_prev
       reused = onehot[..., REUSE]
       computed = weights[..., COMPUTE].astype(jnp.float32)
-      distill = _relative_error(y, jax.lax.stop_gradient(dense))
+      distill = _relative_error(y, jax.lax.stop_gradient(dense)) if gates.settings.distill else None
     else:
       action = jnp.argmax(_override(jax.nn.one_hot(decision, 3), forced, gates.settings.force, unchanged), -1)
       pixels = sc.tiles_to_pixels(action, tile, out_hw)
@@ -269,7 +270,7 @@ class GatedConv(nn.Module):
       y = sc.sparse_conv_tiles(flat, kernel, (action == COMPUTE).astype(jnp.float32), base, stride=self.stride,
                                tile=tile, buckets=gates.settings.buckets, post=post)
       computed = (pixels == COMPUTE).astype(jnp.float32)
-      distill = None
+      distill = None  # not measured at inference
       reused = (action == REUSE).astype(flat.dtype)
     x_cached = flat
     if guarded:  # a reused tile keeps the input its output was computed from: slow changes add up to the threshold
