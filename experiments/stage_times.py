@@ -129,12 +129,13 @@ def build_models(args) -> dict:
         if variant is not None:
           models[f"{label} {item}"] = variant, variables
     return models
-  override = json.loads(args.override)
+  overrides = json.loads(args.override)
   for name in args.model.split(","):
+    fields = {f.name for f in dataclasses.fields(registry.MODELS[name].config_class)}
+    override = {field: value for field, value in overrides.items() if field in fields}
     family = registry.build(name, **override)
     variables = family.init(jax.random.key(0), (64, 64))
     models[f"{name} {override or ''}".strip()] = family, variables
-    fields = {f.name for f in dataclasses.fields(family.config)}
     for field, value in map(bench_davis.parse_field, items):
       if field in fields:
         models[f"{name} {field}={value}"] = registry.build(name, **{**override, field: value}), variables
@@ -155,8 +156,8 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--model", default="swiftnet", help="comma-separated registered models, random weights "
                       "(without --checkpoints)")
-  parser.add_argument("--override", default="{}", help="config overrides of every --model as JSON, e.g. "
-                      "'{\"rsp_kernel\": 1}'")
+  parser.add_argument("--override", default="{}", help="config overrides as JSON, each applied to the --model "
+                      "configs that have the field, e.g. '{\"rsp_kernel\": 1}'")
   parser.add_argument("--checkpoints", default="", help="comma-separated model directories (`default`)")
   parser.add_argument("--variants", default="", help="comma-separated FIELD=VALUE: each model also with FIELD "
                       "changed, where its config has it")

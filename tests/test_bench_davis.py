@@ -63,3 +63,18 @@ def test_variants_split_outside_brackets_and_a_bad_value_is_one_line(capsys):
   assert cli.main(["bench", "davis", "--checkpoints", "default", "--davis-root", DAVIS, "--sequences",
                    "blackswan", "--variants", 'top_k=20,top_k="x"']) == 2
   assert capsys.readouterr().err == "error: --variants top_k=\"x\": STCNConfig.top_k must be int or None, not 'x'\n"
+
+
+def test_a_sequence_not_annotated_throughout_is_one_line(tmp_path, capsys):
+  """J&F scores every frame: a sequence with a frame but no mask (the judo example's style) is refused in one
+  line naming its annotation folder, not a traceback."""
+  sequence = next(s for s in data_lib.davis_videos(DAVIS, "240p") if s.name == "blackswan")
+  for kind, paths in (("JPEGImages", sequence.frame_paths[:3]), ("Annotations", [sequence.mask_paths[0]])):
+    os.makedirs(tmp_path / kind / "240p" / "blackswan")
+    for path in paths:
+      os.symlink(os.path.abspath(path), tmp_path / kind / "240p" / "blackswan" / os.path.basename(path))
+  assert cli.main(["bench", "davis", "--checkpoints", "default", "--davis-root", str(tmp_path), "--sequences",
+                   "blackswan", "--size", "64"]) == 2
+  err = capsys.readouterr().err
+  assert err == (f"error: {tmp_path / 'Annotations' / '240p' / 'blackswan'}: frame 1 of blackswan has no mask "
+                 "(2 of 3 frames): scoring needs every frame annotated (`jaxvos segment` takes such videos)\n")

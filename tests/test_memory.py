@@ -105,3 +105,60 @@ def test_objects_share_one_read_once_the_memory_is_younger_than_all_of_them():
   assert sorted(written) == [0, 4, 5]
   np.testing.assert_array_equal(late.object_positions()[0, 0], np.repeat(written >= 0, 3))
   np.testing.assert_array_equal(late.object_positions()[0, 1], np.repeat(written >= 4, 3))
+
+
+def test_read_rows_reads_the_changed_rows_and_keeps_the_others():
+  """`attention.read_rows` == where(changed, read(keys), previous) in every bucket: none, some, all rows."""
+  from jaxvos.ops import attention  # pylint: disable=g-import-not-at-top
+  r = np.random.RandomState(0)
+  keys = jnp.asarray(r.randn(2, 16, 4), jnp.float32)
+  memory_keys, values = jnp.asarray(r.randn(2, 1, 10, 4), jnp.float32), jnp.asarray(r.randn(2, 3, 10, 5), jnp.float32)
+  valid = jnp.ones((2, 10), bool)
+  read = lambda k: attention.read_memory(attention.l2_affinity, memory_keys, k, values, valid, 3)  # noqa: E731
+  previous = jnp.asarray(r.randn(2, 3, 16, 5), jnp.float32)
+  for count, bucket in ((0, 0.0), (3, 0.25), (7, 0.5), (16, 1.0)):
+    changed = jnp.asarray(np.stack([r.permutation(16) < count, r.permutation(16) < count // 2]))
+    got = attention.read_rows(read, keys, changed, previous, buckets=(0.25, 0.5))
+    np.testing.assert_allclose(got, jnp.where(changed[:, None, :, None], read(keys), previous), atol=1e-6)
+    assert float(attention.rows_read(changed, buckets=(0.25, 0.5))) == bucket
+
+
+def test_the_read_guard_keeps_the_read_outs_of_keys_that_barely_moved_while_the_memory_stayed():
+  """read_threshold 0.5: a key that moved by less than half the mean key norm since the key its read-out was read
+  with keeps that read-out (so slow drift adds up until it is read again); the others are read; after a write,
+  every position is read."""
+  from jaxvos.models.family import FrameInfo  # pylint: disable=g-import-not-at-top
+  from jaxvos.ops import attention  # pylint: disable=g-import-not-at-top
+  memory_type = key_value.KeyValueMemoryType(MemoryConfig(slots=3, every=2, max_pinned=1, temporary=False),
+                                             attention.l2_affinity, top_k=None, read_threshold=0.5)
+  r = np.random.RandomState(1)
+  encode = lambda: {"keys": jnp.asarray(r.randn(1, 1, 2, 3, 4), jnp.float32),  # noqa: E731
+                    "values": jnp.asarray(r.randn(1, 1, 2, 3, 5), jnp.float32)}
+  info = lambda t: FrameInfo(t=jnp.int32(t), object_valid=jnp.ones((1, 1), bool),  # noqa: E731
+                             new_object_valid=jnp.asarray([[t == 0]]))
+  keys = r.randn(1, 2, 3, 4).astype(np.float32)
+  memory = memory_type.init(encode(), {"key16": jnp.asarray(keys)}, info(0))
+
+  def read(memory, keys, t):
+    out, memory, aux = memory_type.read(memory, {"key16": jnp.asarray(keys)}, info(t))
+    fresh, _, _ = key_value.KeyValueMemoryType(memory_type.config, attention.l2_affinity).read(
+        memory, {"key16": jnp.asarray(keys)}, info(t))
+    return np.asarray(out["readout"]), np.asarray(fresh["readout"]), memory, float(aux["read_fraction"][0])
+
+  first, fresh, memory, fraction = read(memory, keys, 1)  # the first read: every position
+  np.testing.assert_array_equal(first, fresh)
+  assert fraction == 1.0
+  memory, _ = memory_type.update(memory, encode, None, None, info(1))  # frame 1: not written (every 2nd)
+  scale = float(np.linalg.norm(keys, axis=-1).mean())
+  moved = keys.copy()
+  moved[0, 0, 0] += 2.0 * scale  # moves far: read again
+  moved[0, 1, 2] += 0.3 * scale * np.eye(4, dtype=np.float32)[0]  # moves a little: kept
+  out, fresh, memory, fraction = read(memory, moved, 2)
+  np.testing.assert_allclose(out[:, :, 0, 0], fresh[:, :, 0, 0], atol=1e-6)
+  np.testing.assert_array_equal(out[:, :, 1, 2], first[:, :, 1, 2])
+  assert np.abs(fresh[:, :, 1, 2] - first[:, :, 1, 2]).max() > 1e-4 and fraction < 1
+  np.testing.assert_array_equal(np.asarray(memory.read_cache.keys)[0, 5], keys[0, 1, 2])  # the key read with
+  memory, _ = memory_type.update(memory, encode, None, None, info(2))  # frame 2: written
+  out, fresh, memory, fraction = read(memory, moved, 3)
+  np.testing.assert_allclose(out, fresh, atol=1e-6)
+  assert fraction == 1.0

@@ -64,7 +64,8 @@ def jax_clip(family, variables, frames: np.ndarray) -> tuple[list[np.ndarray], l
 @pytest.mark.parametrize("name,config", [("spvos-tiny", {}), ("spvos", {}),
                                          ("spvos-tiny", {"compute_threshold": 0.4}),
                                          ("spvos-tiny", {"gate_pool": "mean_max", "gated_parts": ("encoder",)}),
-                                         ("spvos-tiny", {"change_threshold": 0.6})])
+                                         ("spvos-tiny", {"change_threshold": 0.6}),
+                                         ("spvos-tiny", {"read_threshold": 3.0})])
 def test_twin_streams_the_probabilities_and_gate_decisions_of_jaxvos(tmp_path, name, config):
   family = registry.build(name, **config)
   variables = family_clip.random_variables(family)
@@ -94,6 +95,8 @@ def test_twin_streams_the_probabilities_and_gate_decisions_of_jaxvos(tmp_path, n
       if not gates.dense:
         counts += sum(np.bincount(a.flatten().numpy(), minlength=3) for a in gates.actions.values())
   assert np.all(counts > 0), f"{name}: the gates took (compute, reuse, skip) = {counts.tolist()}: not a mix"
+  if family.config.read_threshold is not None:  # the read guard kept read-outs on some frame
+    assert min(aux["read_fraction"] for aux in auxes[1:]) < 1
   assert processor.object_ids == [1, 2]
 
 

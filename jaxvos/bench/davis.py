@@ -14,7 +14,8 @@ load of a shared machine hits all of them alike. Per model:
   the frames it runs and SwiftNet's read on its memory's fill) averaged over the timed frames, `dense` with
   every gated layer at its dense count, `executed` with each gated layer weighted by the fraction of its output
   it computed on these frames (the `executed/...` aux outputs of SpVOS; a dense model executes everything);
-- the mean of every other aux output over the frames (in `--out`); SwiftNet's memory-update rate is printed.
+- the mean of every other aux output over the frames (in `--out`); SwiftNet's memory-update rate and SpVOS's read
+  guard (`read_fraction`) are printed.
 
 The last columns are ratios to the first model: put the model under test first and its dense twin second.
 `--dense-twins` adds, after each gated checkpoint, the same weights with every gate forced to compute (the
@@ -282,6 +283,8 @@ def _report(models: list[_Model], videos: list) -> list[dict]:
   for r in rows:
     if r["gmac_executed"] < r["gmac_dense"]:
       print(f"{r['model']}: executes {r['gmac_executed'] / r['gmac_dense']:.2f} of its dense MACs")
+    if "read_fraction" in r["aux"]:  # SpVOS's read guard
+      print(f"{r['model']}: reads memory at {r['aux']['read_fraction']:.2f} of the query positions")
     if r["aux"].get("trigger"):  # SwiftNet's variation-aware trigger
       print(f"{r['model']}: memory updated on {r['aux']['trigger']:.3f} of the frames after the first "
             f"(one in {1 / r['aux']['trigger']:.1f})")

@@ -17,18 +17,24 @@ one read, as before; otherwise the read runs per object (`lax.cond`, so the comm
 steps always take the per-object read (the same numbers when all objects share the memory), so a train step
 compiles and differentiates one read, not two.
 
+With `read_threshold` (SpVOS's read guard, not in STCN): while the memory is unchanged (no slot written, no
+object added since the last read; STCN writes every 5th frame), a query position whose key moved by at most the
+threshold times the mean key norm since the key its cached read-out was read with keeps that read-out; only the
+others are read (`attention.read_rows`). As the convolutions' change guard, exact up to the threshold.
+
 Nothing here grows with the video: writes are `dynamic_update_slice` into preallocated slots, so the memory is a
 valid `lax.scan` carry and a 10 000-frame video compiles and runs like a 10-frame one.
 """
 
 import dataclasses
-from typing import Callable
+from typing import Any, Callable
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 
 from jaxvos.ops import attention
+from jaxvos.ops.sparse_conv import DEFAULT_BUCKETS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +67,7 @@ class KeyValueMemory:
   object_valid: jax.Array  # bool [b o] objects that have appeared so far
   object_since: jax.Array  # int32 [b o] the frame where each object was annotated, -1 before it appears
   num_frames: jax.Array    # int32 [] frames seen; the index of the next frame
+  read_cache: Any = None   # ReadCache with `KeyValueMemoryType.read_threshold`, else None
 
   @classmethod
   def empty(cls, config: MemoryConfig, *, batch: int, key_groups: int, objects: int, positions: int,
@@ -103,6 +110,24 @@ class KeyValueMemory:
     """[b o (s m) cv]."""
     b, o, s, m, c = self.values.shape
     return self.values.reshape(b, o, s * m, c)
+
+
+@flax.struct.dataclass
+class ReadCache:
+  """The cached read-outs (`KeyValueMemoryType.read_threshold`), the query keys they were read with and the
+  memory they read."""
+  keys: jax.Array          # [b n ck]
+  readout: jax.Array       # [b o n cv]
+  written_at: jax.Array    # int32 [b s] the memory's slots at that read
+  object_since: jax.Array  # int32 [b o] and its objects
+
+  @classmethod
+  def empty(cls, query_keys: jax.Array, memory: KeyValueMemory) -> "ReadCache":
+    """A cache that no read can take from (its memory differs from any real one)."""
+    b, o = memory.values.shape[:2]
+    return cls(keys=jnp.zeros_like(query_keys),
+               readout=jnp.zeros((b, o, query_keys.shape[1], memory.values.shape[-1]), memory.values.dtype),
+               written_at=jnp.full_like(memory.written_at, -2), object_since=jnp.full_like(memory.object_since, -2))
 
 
 def plan_write(memory: KeyValueMemory, config: MemoryConfig, annotated: jax.Array
@@ -151,14 +176,16 @@ class KeyValueMemoryType:
   read-out is `{"readout": [b o h w cv]}`: a softmax over the valid memory positions of `affinity`, restricted
   to the `top_k` best where set, computed a chunk of query positions at a time when the whole affinity would
   be large (`attention.read_memory`: high resolutions fit wherever the memory itself fits). Aux: `memory_fill`,
-  the fraction of slots in use [b].
+  the fraction of slots in use [b]; with `read_threshold`, `read_fraction`, the fraction of query positions read
+  [b] (the bucket's rows; 1 in training, where every read is whole).
   """
   config: MemoryConfig
   affinity: Callable[[jax.Array, jax.Array], jax.Array]  # (memory keys [b g m ck], query keys [b n ck])
   top_k: int | None = None
+  read_threshold: float | None = None          # read only the query positions whose key moved (module docstring)
+  buckets: tuple[float, ...] = DEFAULT_BUCKETS  # the row counts `attention.read_rows` may read
 
   def init(self, encoded, query, info) -> KeyValueMemory:
-    del query
     keys, values = _flat(encoded["keys"]), _flat(encoded["values"])
     memory = KeyValueMemory.empty(
         self.config, batch=keys.shape[0], key_groups=keys.shape[1], objects=values.shape[1],
@@ -166,22 +193,45 @@ class KeyValueMemoryType:
     memory = _note_objects(memory, info)
     slot, pin, do = plan_write(memory, self.config, jnp.ones(keys.shape[0], bool))
     memory = write(memory, self.config, keys, values, slot, pin, do)
+    if self.read_threshold is not None:
+      b, h, w, _ = query["key16"].shape
+      memory = memory.replace(read_cache=ReadCache.empty(query["key16"].reshape(b, h * w, -1), memory))
     return memory.replace(num_frames=memory.num_frames + 1)
 
   def read(self, memory: KeyValueMemory, query, info):
     b, h, w, _ = query["key16"].shape
     query_keys = query["key16"].reshape(b, h * w, -1)
+    training = getattr(info, "training", False)
 
-    def read(valid):
-      return attention.read_memory(self.affinity, memory.flat_keys(), query_keys, memory.flat_values(), valid,
+    def read_keys(valid, keys):
+      return attention.read_memory(self.affinity, memory.flat_keys(), keys, memory.flat_values(), valid,
                                    self.top_k)
 
-    if getattr(info, "training", False):  # one program to compile and differentiate (training reads are small)
+    aux = {}
+    guarded = self.read_threshold is not None and memory.read_cache is not None and not training
+    if not guarded:
+      read = lambda valid: read_keys(valid, query_keys)  # noqa: E731
+      if self.read_threshold is not None:
+        aux["read_fraction"] = jnp.ones((b,), jnp.float32)
+    else:
+      cache = memory.read_cache
+      same_memory = (jnp.all(memory.written_at == cache.written_at, axis=1)
+                     & jnp.all(memory.object_since == cache.object_since, axis=1))
+      moved = jnp.linalg.norm((query_keys - cache.keys).astype(jnp.float32), axis=-1)  # [b n]
+      scale = jnp.mean(jnp.linalg.norm(query_keys.astype(jnp.float32), axis=-1), axis=1, keepdims=True)
+      changed = (moved > self.read_threshold * scale) | ~same_memory[:, None]
+      read = lambda valid: attention.read_rows(  # noqa: E731
+          lambda keys: read_keys(valid, keys), query_keys, changed, cache.readout, self.buckets)
+      aux["read_fraction"] = jnp.broadcast_to(attention.rows_read(changed, self.buckets), (b,))
+    if training:  # one program to compile and differentiate (training reads are small)
       readout = read(memory.object_positions())
     else:
       readout = jax.lax.cond(memory.objects_share_memory(), lambda: read(memory.valid_positions()),
                              lambda: read(memory.object_positions()))
-    return {"readout": readout.reshape(b, readout.shape[1], h, w, readout.shape[-1])}, memory, {}
+    if guarded:  # a kept read-out keeps the key it was read with
+      keys = jnp.where(changed[..., None], query_keys, memory.read_cache.keys)
+      memory = memory.replace(read_cache=ReadCache(keys, readout, memory.written_at, memory.object_since))
+    return {"readout": readout.reshape(b, readout.shape[1], h, w, readout.shape[-1])}, memory, aux
 
   def update(self, memory: KeyValueMemory, encode, query, probs, info):
     del query, probs

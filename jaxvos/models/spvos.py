@@ -26,6 +26,13 @@ no learnt gate is read, and the dense refresh can be dropped (`refresh_every` la
 past the threshold. On the trained tiny model that beat every trained gate (session 21, `experiments/README.md`;
 `experiments/spvos_guarded.py` makes such a checkpoint from a trained STCN).
 
+The read guard (`read_threshold`, off by default; not in the paper): the memory read, not a convolution, is over
+half of the tiny model's frame at 480p. While the memory is unchanged (STCN writes every 5th frame), a query
+position whose key moved by at most the threshold (times the mean key norm) since the key its cached read-out was
+read with keeps that read-out, and only the others are read (`jaxvos.memory.key_value`,
+`jaxvos.ops.attention.read_rows`), at inference; training reads whole. The keys are never bitwise the previous
+frame's, even where every convolution reused: the residual shortcuts carry the stem's small changes everywhere.
+
 Mixed sparse training: at t = 1 each video of a training batch draws "dense clip" with probability
 `dense_clip_probability` (kept in the cache for the rest of the clip), so the shared weights stay valid dense
 and gated. The sparsity objective (`sparsity_terms`, the family's `loss_terms`) is
@@ -79,6 +86,7 @@ class SpVOSConfig(STCNConfig):
   force: str | None = None              # "compute" / "reuse" / "skip" on every gated frame (tests, ablations)
   compute_threshold: float | None = None  # inference: compute where p(compute) >= this, not argmax (calibrated)
   gated_parts: tuple[str, ...] = ("encoder", "decoder")  # the others run dense on every frame (ablations)
+  read_threshold: float | None = None   # inference: read memory only where the query key moved (not the paper)
 
   def gate_settings(self) -> GateSettings:
     return GateSettings(tile_pixels=self.tile_pixels, hidden=self.gate_hidden, init_bias=self.gate_init_bias,
@@ -269,6 +277,7 @@ def spvos(config: SpVOSConfig = SpVOSConfig(), name: str = "spvos") -> MemoryFam
   unknown = set(config.gated_parts) - {"encoder", "decoder"}
   if unknown:
     raise ValueError(f"gated_parts must name 'encoder' and/or 'decoder', not {sorted(unknown)}")
-  memory = KeyValueMemoryType(config.memory, attention.l2_affinity, config.top_k)
+  memory = KeyValueMemoryType(config.memory, attention.l2_affinity, config.top_k,
+                              read_threshold=config.read_threshold, buckets=config.buckets)
   return MemoryFamily(name=name, config=config, module=SpVOS(config), memory=memory,
                       loss_terms=sparsity_terms(config))

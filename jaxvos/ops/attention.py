@@ -21,6 +21,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from jaxvos.ops.sparse_conv import DEFAULT_BUCKETS, bucket_slots
+
 _PRECISION = jax.lax.Precision.HIGHEST
 # Logit for what must take no probability: exp(_EXCLUDED - max) is exactly 0 in float32, with finite gradients.
 EXCLUDED = -1e4
@@ -113,6 +115,42 @@ def read_memory(affinity_fn: Callable[[jax.Array, jax.Array], jax.Array], memory
   out = jax.lax.map(read_chunk, chunks)  # [chunks b o rows cv]
   out = jnp.moveaxis(out, 0, 2)
   return out.reshape(*out.shape[:2], num_chunks * rows, out.shape[-1])[:, :, :n]
+
+
+def read_rows(read: Callable[[jax.Array], jax.Array], query_keys: jax.Array, changed: jax.Array,
+              previous: jax.Array, buckets: tuple[float, ...] = DEFAULT_BUCKETS) -> jax.Array:
+  """`read(query_keys)` [b o n cv] recomputed only at the query positions where `changed` [b n]; the others keep
+  `previous` [b o n cv] (their read-out from the same keys and memory).
+
+  The most changed positions of any video pick one of a few static row counts (`sparse_conv.bucket_slots` of n:
+  none, fractions of n, all), so `lax.switch` runs one of a bounded number of programs; a bucket reads its rows
+  gathered (the changed ones first, `lax.top_k`), the last one every row; only the changed rows are written
+  back. A row's read-out does not depend on the other rows read with it, up to the float rounding of a different
+  matrix shape.
+  """
+  n = query_keys.shape[1]
+  slot_counts = bucket_slots(n, buckets)
+
+  def gathered(slots: int) -> jax.Array:
+    _, index = jax.lax.top_k(changed.astype(jnp.float32), slots)  # [b slots]
+    rows = read(jnp.take_along_axis(query_keys, index[..., None], axis=1)).astype(previous.dtype)
+    target = jnp.where(jnp.take_along_axis(changed, index, axis=1), index, n)  # n: out of bounds, dropped
+    return jax.vmap(lambda p, t, r: p.at[:, t].set(r, mode="drop"))(previous, target, rows)
+
+  branches = [lambda: previous] + [lambda s=s: gathered(s) for s in slot_counts[1:-1]]
+  branches.append(lambda: jnp.where(changed[:, None, :, None], read(query_keys).astype(previous.dtype), previous))
+  return jax.lax.switch(_bucket(changed, slot_counts), branches)
+
+
+def rows_read(changed: jax.Array, buckets: tuple[float, ...] = DEFAULT_BUCKETS) -> jax.Array:
+  """The fraction of the query positions `read_rows` reads for `changed` [b n]: its bucket's rows."""
+  slot_counts = bucket_slots(changed.shape[1], buckets)
+  return jnp.asarray(slot_counts, jnp.float32)[_bucket(changed, slot_counts)] / changed.shape[1]
+
+
+def _bucket(changed: jax.Array, slot_counts: tuple[int, ...]) -> jax.Array:
+  """The index of the smallest slot count that holds every video's changed rows."""
+  return jnp.searchsorted(jnp.asarray(slot_counts), jnp.max(jnp.sum(changed, axis=1)), side="left")
 
 
 def _weighted_sum(weights: jax.Array, values: jax.Array, values_spec: str) -> jax.Array:

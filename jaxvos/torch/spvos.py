@@ -165,7 +165,8 @@ class SpVOS(stcn_lib.STCN):
 
   def __init__(self, *, tile_pixels=(32, 96), gate_hidden: int = 8, gate_pool: str = "mean", refresh_every: int = 10,
                force: str | None = None, compute_threshold: float | None = None,
-               change_threshold: float | None = None, gated_parts=("encoder", "decoder"), **stcn_arguments):
+               change_threshold: float | None = None, gated_parts=("encoder", "decoder"),
+               read_threshold: float | None = None, **stcn_arguments):
     super().__init__(**stcn_arguments)
     if force is not None and force not in ACTIONS:
       raise ValueError(f"force must be one of {', '.join(ACTIONS)} or None, got {force!r}")
@@ -173,7 +174,7 @@ class SpVOS(stcn_lib.STCN):
       raise ValueError(f"gate_pool {gate_pool!r} / gated_parts {gated_parts!r}: not SpVOS's")
     self.tile_pixels, self.refresh_every, self.force = tuple(tile_pixels), refresh_every, force
     self.compute_threshold, self.gated_parts = compute_threshold, tuple(gated_parts)
-    self.change_threshold = change_threshold
+    self.change_threshold, self.read_threshold = change_threshold, read_threshold
     stages = [getattr(self.key_encoder, name) for name in self.key_encoder.layer_names]
     decoder = [self.decoder.compress, self.decoder.up_16_8, self.decoder.up_8_4]
     self._gated = {part: _gate_convolutions(parents, gate_hidden, gate_pool)

@@ -12,7 +12,9 @@ objects were annotated (its cached outputs lack them). Other frames take each ga
 `force`d action); a part not in `gated_parts` runs dense on every frame; with `change_threshold` the tiles whose
 input did not change reuse. Each gated layer keeps its last input and output whatever it did (with the guard, a
 reused tile keeps the input its output was computed from); the gates also read the previous frame's soft masks.
-Memory reads and writes are STCN's, with the value encoder always dense.
+Memory reads and writes are STCN's, with the value encoder always dense; with `read_threshold`, the read guard of
+`jaxvos.memory.key_value` (while the memory is unchanged, a position whose key moved by at most the threshold times
+the mean key norm since the key of its kept read-out keeps that read-out).
 """
 
 import torch
@@ -35,6 +37,7 @@ class SpVOSProcessor(processor_lib.Processor):
     self.masks: torch.Tensor | None = None   # [1 o H W] the previous frame's soft masks
     self.refresh = False                     # objects were annotated at the previous frame
     self.gates: dict[str, FrameGates] = {}
+    self.read_cache: tuple | None = None     # (keys [n ck], read-out [o cv h w], the memory's written_at, since)
 
   @property
   def executed(self) -> dict[str, float]:
@@ -73,6 +76,23 @@ class SpVOSProcessor(processor_lib.Processor):
     logits = self._merge_and_write(frame, query, object_logits, new_masks, new_valid)
     self._end_frame(gates, logits, annotated=bool(new_valid.any()))
     return logits
+
+  def _read(self, query) -> torch.Tensor:
+    """STCN's read-out [o cv h w], with the read guard when the network has a `read_threshold`."""
+    readout = super()._read(query)
+    if self.network.read_threshold is None:
+      return readout
+    keys = query["key16"][0].flatten(1).T  # [n ck]
+    memory = (self.memory.written_at.clone(), self.memory.object_since.clone())
+    changed = torch.ones(keys.shape[0], dtype=torch.bool, device=keys.device)
+    if self.read_cache is not None and all(torch.equal(a, b) for a, b in zip(memory, self.read_cache[2:])):
+      cached_keys, cached_readout = self.read_cache[:2]
+      scale = keys.norm(dim=1).mean()
+      changed = (keys - cached_keys).norm(dim=1) > self.network.read_threshold * scale
+      readout = torch.where(changed.view(1, 1, *readout.shape[2:]), readout, cached_readout)
+      keys = torch.where(changed[:, None], keys, cached_keys)
+    self.read_cache = (keys, readout, *memory)
+    return readout
 
   def _end_frame(self, gates: dict[str, FrameGates], logits: torch.Tensor, annotated: bool) -> None:
     """Keeps each part's new caches, the frame's soft masks and whether objects were annotated."""

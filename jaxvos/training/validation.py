@@ -8,10 +8,13 @@ learned anything must beat.
 """
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from data_pipelines.errors import DataError
 
 from jaxvos.inference.engine import Segmenter
 from jaxvos.metrics.results import EvaluationResults, evaluate_arrays
@@ -27,10 +30,20 @@ class ValidationVideo:
 
 
 def load_videos(sequences: Sequence[Any], max_frames: int | None = None) -> list[ValidationVideo]:
-  """Reads annotated videos (`VideoSequence`, `SyntheticSequence`: every frame annotated) into memory once."""
+  """Reads annotated videos (`VideoSequence`, `SyntheticSequence`: every frame annotated) into memory once.
+
+  Raises:
+    DataError: a sequence lacks the mask of a frame read (scoring needs every frame's ground truth).
+  """
   videos = []
   for sequence in sequences:
     count = len(sequence) if max_frames is None else min(len(sequence), max_frames)
+    masks = getattr(sequence, "mask_paths", None)
+    unannotated = [] if masks is None else [i for i in range(count) if i not in masks]
+    if unannotated:
+      where = os.path.dirname(next(iter(masks.values()))) if masks else os.path.dirname(sequence.frame_paths[0])
+      raise DataError(where, f"frame {unannotated[0]} of {sequence.name} has no mask ({len(unannotated)} of "
+                      f"{count} frames): scoring needs every frame annotated (`jaxvos segment` takes such videos)")
     frames = np.stack([sequence.frame(i) for i in range(count)])
     labels = np.stack([sequence.mask(i, frames.shape[1:3]) for i in range(count)])
     videos.append(ValidationVideo(sequence.name, frames, labels))
