@@ -132,9 +132,11 @@ def read_rows(read: Callable[[jax.Array], jax.Array], query_keys: jax.Array, cha
   slot_counts = bucket_slots(n, buckets)
 
   def gathered(slots: int) -> jax.Array:
-    _, index = jax.lax.top_k(changed.astype(jnp.float32), slots)  # [b slots]
-    rows = read(jnp.take_along_axis(query_keys, index[..., None], axis=1)).astype(previous.dtype)
-    target = jnp.where(jnp.take_along_axis(changed, index, axis=1), index, n)  # n: out of bounds, dropped
+    activity = changed.astype(jnp.float32)  # (ONNX Runtime has no Where on booleans, which a gather of them takes)
+    _, index = jax.lax.top_k(activity, slots)  # [b slots]
+    rows = read(jnp.take_along_axis(query_keys, index[..., None], axis=1, mode="clip")).astype(previous.dtype)
+    picked = jnp.take_along_axis(activity, index, axis=1, mode="clip") > 0
+    target = jnp.where(picked, index, n)  # n: out of bounds, dropped
     return jax.vmap(lambda p, t, r: p.at[:, t].set(r, mode="drop"))(previous, target, rows)
 
   branches = [lambda: previous] + [lambda s=s: gathered(s) for s in slot_counts[1:-1]]
