@@ -78,3 +78,15 @@ def test_a_sequence_not_annotated_throughout_is_one_line(tmp_path, capsys):
   err = capsys.readouterr().err
   assert err == (f"error: {tmp_path / 'Annotations' / '240p' / 'blackswan'}: frame 1 of blackswan has no mask "
                  "(2 of 3 frames): scoring needs every frame annotated (`jaxvos segment` takes such videos)\n")
+
+
+def test_the_dense_twin_of_a_guarded_checkpoint_drops_both_guards(tmp_path):
+  """`--dense-twins` of a checkpoint with the change guard and the read guard: every gate computes and every
+  position is read (either guard left on would reuse)."""
+  family = registry.build("spvos-tiny", change_threshold=0.4, read_threshold=0.2)
+  path = str(tmp_path / "guarded")
+  io.save_model(path, family, family.init(jax.random.key(0), (64, 64)))
+  model = bench_davis._Model("guarded", family, None)  # pylint: disable=protected-access
+  twin = bench_davis._forced_dense(model, path).family  # pylint: disable=protected-access
+  assert (twin.config.force, twin.config.change_threshold, twin.config.read_threshold) == ("compute", None, None)
+  assert twin.memory.read_threshold is None

@@ -140,8 +140,9 @@ def label(path: str) -> str:
 
 
 def _forced_dense(model: _Model, path: str) -> _Model:
-  """The same weights with every gate forced to compute (and no change guard, which would reuse)."""
-  family = family_with_field(path, "force=compute", "change_threshold=null")
+  """The same weights with every gate forced to compute (and neither the change guard nor the read guard, which
+  would reuse)."""
+  family = family_with_field(path, "force=compute", "change_threshold=null", "read_threshold=null")
   return _Model(f"{model.label} forced dense", family, model.variables)
 
 
