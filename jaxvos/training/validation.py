@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from data_pipelines.errors import DataError
-
 from jaxvos.inference.engine import Segmenter
 from jaxvos.metrics.results import EvaluationResults, evaluate_arrays
 from jaxvos.models.family import Family
