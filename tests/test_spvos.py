@@ -478,3 +478,10 @@ def test_config_round_trips_through_its_json_form():
   rebuilt = registry.from_config("spvos-tiny", registry.config_dict(family))
   assert rebuilt.config == family.config and rebuilt.config.tile_pixels == (16, 32)
   assert isinstance(rebuilt.config.buckets, tuple) and rebuilt.config.force == "skip"
+
+
+@pytest.mark.parametrize("field", ["gate_pool", "gated_parts", "change_threshold", "read_threshold"])
+def test_a_config_value_outside_its_range_is_one_error_naming_the_field(field):
+  bad = {"gate_pool": "median", "gated_parts": ("stem",), "change_threshold": -0.1, "read_threshold": -1.0}[field]
+  with pytest.raises(ValueError, match=field):
+    registry.build("spvos-tiny", **{field: bad})

@@ -277,6 +277,10 @@ def spvos(config: SpVOSConfig = SpVOSConfig(), name: str = "spvos") -> MemoryFam
   unknown = set(config.gated_parts) - {"encoder", "decoder"}
   if unknown:
     raise ValueError(f"gated_parts must name 'encoder' and/or 'decoder', not {sorted(unknown)}")
+  for field in ("change_threshold", "read_threshold"):
+    value = getattr(config, field)
+    if value is not None and not value >= 0:
+      raise ValueError(f"{field} must be None (off) or at least 0, not {value!r}")
   memory = KeyValueMemoryType(config.memory, attention.l2_affinity, config.top_k,
                               read_threshold=config.read_threshold, buckets=config.buckets)
   return MemoryFamily(name=name, config=config, module=SpVOS(config), memory=memory,
