@@ -90,3 +90,13 @@ def test_the_dense_twin_of_a_guarded_checkpoint_drops_both_guards(tmp_path):
   twin = bench_davis._forced_dense(model, path).family  # pylint: disable=protected-access
   assert (twin.config.force, twin.config.change_threshold, twin.config.read_threshold) == ("compute", None, None)
   assert twin.memory.read_threshold is None
+
+
+def test_bubble_labels_overlap_neither_each_other_nor_the_bubbles():
+  # Five rows at nearly one point (a family's variants): every label finds a free box inside the frame.
+  frame, taken = (4, 48, 716, 476), [(330, 230, 390, 290)]  # one large bubble already drawn
+  for k in range(5):
+    box = bench_davis._label_box(150, 360, 260 + k, 30, taken, frame)
+    assert frame[0] <= box[0] and box[2] <= frame[2] and frame[1] <= box[1] and box[3] <= frame[3]
+    assert not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in taken), k
+    taken.append(box)

@@ -323,15 +323,35 @@ def plot(results: dict, path: str) -> None:
   draw.text(((w - left) // 2, h - 18), "frames per second", fill="black")
   draw.text((8, top - 14), "J&F", fill="black")
   largest = max(r["gmac_executed"] for r in rows)
-  for r in sorted(rows, key=lambda r: -r["gmac_executed"]):  # small bubbles drawn over large ones
-    x, y, radius = to_x(r["fps"]), to_y(r["j_and_f"]), max(3.0, 30 * math.sqrt(r["gmac_executed"] / largest))
+  bubbles = [(r, to_x(r["fps"]), to_y(r["j_and_f"]), max(3.0, 30 * math.sqrt(r["gmac_executed"] / largest)))
+             for r in sorted(rows, key=lambda r: -r["gmac_executed"])]  # small bubbles drawn over large ones
+  for r, x, y, radius in bubbles:
     draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=family_colour(r["family"]),
                  outline="black")
+  taken = [(x - radius, y - radius, x + radius, y + radius) for _, x, y, radius in bubbles]
+  for r, x, y, radius in bubbles:
     text = f"{r['model']} ({r['j_and_f']:.3f})"
-    width = draw.textlength(text)
-    fits_right = x + radius + 4 + width <= w - 4
-    draw.text((x + radius + 4 if fits_right else x - radius - 4 - width, y - 6), text, fill="black")
+    box = _label_box(draw.textlength(text), x, y, radius, taken, (4, top, w - 4, h - bottom))
+    taken.append(box)
+    draw.text((box[0], box[1]), text, fill="black")
   picture.save(path)
+
+
+def _label_box(width: float, x: float, y: float, radius: float, taken: list, frame: tuple) -> tuple:
+  """Where a bubble's label goes: the first box beside it (right, then left, then shifted up or down), above or
+  below it, that lies inside `frame` and overlaps no box in `taken` (bubbles and labels); on the right if none."""
+  def overlaps(a, b):
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+  candidates = []
+  for shift in (0, 14, -14, 28, -28, 42, -42):
+    candidates += [(x + radius + 4, y - 6 + shift), (x - radius - 4 - width, y - 6 + shift)]
+  candidates += [(x - width / 2, y - radius - 16), (x - width / 2, y + radius + 2)]
+  for left, top in candidates:
+    box = (left, top, left + width, top + 12)
+    inside = frame[0] <= box[0] and box[2] <= frame[2] and frame[1] <= box[1] and box[3] <= frame[3]
+    if inside and not any(overlaps(box, other) for other in taken):
+      return box
+  return (x + radius + 4, y - 6, x + radius + 4 + width, y + 6)
 
 
 def _ticks(low: float, high: float) -> list[float]:
