@@ -69,7 +69,8 @@ def _read_bytes(path: str) -> bytes:
 
 
 def pack_davis(root: str, resolution: str, imagesets: dict[str, str], data_dir: str) -> VosFolder:
-  """Packs a DAVIS root: `imagesets` maps split names to ImageSets files (e.g. {"train": "ImageSets/2017/train.txt"})."""
+  """Packs a DAVIS root: `imagesets` maps split names to ImageSets files
+  (e.g. {"train": "ImageSets/2017/train.txt"})."""
   splits = {name: list(davis.DavisDataset(root, resolution, path)) for name, path in imagesets.items()}
   return _prepare(splits, data_dir)
 

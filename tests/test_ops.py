@@ -85,7 +85,9 @@ def test_affinities_match_their_formulas():
   np.testing.assert_allclose(attention.l2_affinity(mk, qk)[0, 0], l2, rtol=1e-5, atol=1e-5)
   # The dropped |k_q|^2 term is constant over memory: softmax equals that of -|k_m - k_q|^2 / sqrt(ck).
   full = -((qk[0][:, None] - mk[0, 0][None]) ** 2).sum(-1) / 2
-  softmax = lambda x: np.exp(x - x.max(-1, keepdims=True)) / np.exp(x - x.max(-1, keepdims=True)).sum(-1, keepdims=True)  # noqa: E501,E731
+  def softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
   np.testing.assert_allclose(softmax(np.asarray(attention.l2_affinity(mk, qk)[0, 0])), softmax(full), atol=1e-6)
 
 

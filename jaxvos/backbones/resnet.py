@@ -2,8 +2,8 @@
 
 A trunk returns the features at strides 2, 4, 8 and 16 (`feats2` after conv1/bn1/relu, `feats4` after layer1,
 `feats8` after layer2, `feats16` after layer3), and `conv1`, conv1's output after BatchNorm and before the ReLU
-(SwiftNet's light aggregation encoder adds its mask features there). ResNet-50 blocks are torchvision's v1.5 bottlenecks (the stride
-sits on the 3x3 convolution). BatchNorm is frozen (`jaxvos.nn.layers.frozen_batch_norm`).
+(SwiftNet's light aggregation encoder adds its mask features there). ResNet-50 blocks are torchvision's v1.5
+bottlenecks (the stride sits on the 3x3 convolution). BatchNorm is frozen (`jaxvos.nn.layers.frozen_batch_norm`).
 
 `resnet_trunk` creates its layers inside the calling module, so a model whose PyTorch reference inlines the
 trunk (STCN's `key_encoder.conv1`, `key_encoder.res2.0...`) gets exactly those parameter paths. Options that

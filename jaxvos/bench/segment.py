@@ -37,8 +37,9 @@ WARMUP = 3
 
 
 def add_arguments(parser):
-  parser.add_argument("--model", default="stcn", metavar="NAME", help="a registered model; stcn alone is timed against PyTorch "
-                      "STCN, any other (or --against) against a second jaxvos family (default: stcn)")
+  parser.add_argument("--model", default="stcn", metavar="NAME",
+                      help="a registered model; stcn alone is timed against PyTorch STCN, any other (or --against) "
+                      "against a second jaxvos family (default: stcn)")
   parser.add_argument("--size", type=int, default=480, metavar="N", help="frame height in pixels; the width is "
                       "16:9 (default: 480, i.e. 854x480)")
   parser.add_argument("--lengths", default="100,500,1000", metavar="LIST", help="comma-separated video lengths "

@@ -139,7 +139,7 @@ def _canvas_conv(canvas: jax.Array, kernel: jax.Array, tile: tuple[int, int], st
 
 def _gathered(slots: int, x, kernel, activity, mask, base, *, tile, stride, post):
   """The `slots` most active tiles convolved and written over `base` (a branch of `sparse_conv_tiles`)."""
-  (th, tw), (n, ho, wo, _), k = tile, base.shape, kernel.shape[0]
+  (th, tw), (_, ho, wo, _), k = tile, base.shape, kernel.shape[0]
   grid = activity.shape[1:]
   rows, columns, wh, wc = _canvas_layout(slots, tile, stride, k)
   _, index = jax.lax.top_k(activity.reshape(-1), slots)
