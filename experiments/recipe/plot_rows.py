@@ -30,7 +30,7 @@ ROWS = (
 )
 SPLITS = (("val", (31, 119, 180), "val (blackswan, bmx-trees)"),
           ("heldout", (230, 120, 20), "held-out (dog-agility, motorbike, soccerball)"))
-ROW_HEIGHT, LEFT, WIDTH, TOP, BOTTOM = 36, 250, 900, 46, 44
+ROW_HEIGHT, LEFT, WIDTH, RIGHT, TOP, BOTTOM = 36, 250, 980, 100, 46, 44
 
 
 def load_row(stem: str, model: str, split: str, size: int) -> dict | None:
@@ -53,7 +53,7 @@ def main() -> int:
   height = TOP + ROW_HEIGHT * len(ROWS) + BOTTOM
   picture = Image.new("RGB", (WIDTH, height), "white")
   draw = ImageDraw.Draw(picture)
-  to_x = lambda score: LEFT + score * (WIDTH - LEFT - 20)  # noqa: E731
+  to_x = lambda score: LEFT + score * (WIDTH - LEFT - RIGHT)  # noqa: E731
   draw.text((8, 8), f"stcn-tiny on the 2-core CPU, one budget per stage: J&F at the working size {args.size}",
             fill="black")
   for i, (_, colour, name) in enumerate(SPLITS):
@@ -73,6 +73,7 @@ def main() -> int:
       if row is None:
         continue
       draw.rectangle([to_x(0), top, to_x(row["j_and_f"]), top + 10], fill=colour)
+      draw.text((WIDTH - RIGHT + 24, top - 1), f"{row['j_and_f']:.3f}", fill=colour)
       for score in row["per_object"].values():
         x = to_x(score)
         draw.ellipse([x - 3, top + 2, x + 3, top + 8], fill="black")
