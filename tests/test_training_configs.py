@@ -13,9 +13,11 @@ from jaxvos.training.state import create_train_state
 from jaxvos.types import check_clip_batch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-# experiments/<family>/<stage>.py; experiments/device/ holds the GPU scripts, not configs.
+# experiments/<family>/<stage>.py; experiments/device/ (the GPU scripts) and experiments/recipe/ (the recipe
+# table's scripts) hold no configs.
+SCRIPT_DIRS = tuple(str(REPO / "experiments" / d) + os.sep for d in ("device", "recipe"))
 CONFIGS = sorted(os.path.relpath(p, REPO) for p in glob.glob(str(REPO / "experiments" / "*" / "*.py"))
-                 if not p.startswith(str(REPO / "experiments" / "device")))
+                 if not p.startswith(SCRIPT_DIRS))
 VARIANTS = [c + suffix for c in CONFIGS for suffix in ([""] if c.endswith("smoke.py") else ["", ":full"])]
 
 
